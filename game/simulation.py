@@ -1,0 +1,242 @@
+"""How a match advances: `step(state, inputs)` returns the next state and what happened during the tick.
+
+Rules of the step, in order: the match clock starts once `min_players` are present; dead players whose
+respawn tick has come back at a free spawn point; each player's input is applied in player-id order (aim,
+move, fire); projectiles fly, stop at walls and the arena's edge, expire, or hit the first living enemy they
+touch; the match ends at the kill limit or when time runs out. A finished match no longer changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from game.events import Death, Event, Hit, MatchEnd, Respawn, ScoreLine
+from game.rules import Rules
+from game.state import MatchState, Player, PlayerInput, Projectile, next_random
+
+_DIAGONAL = 1 / math.sqrt(2)
+_MAX_AIM_MRAD = 3142
+
+
+class MatchFullError(Exception):
+    """The match already holds `Rules.max_players` players."""
+
+
+def add_player(state: MatchState, player_id: int, name: str) -> MatchState:
+    """Put a new player at a free spawn point.
+
+    Raises:
+        MatchFullError: if the match has no free seat.
+        ValueError: if `player_id` is already in the match.
+    """
+    if state.full:
+        raise MatchFullError(f"match is full ({state.rules.max_players} players)")
+    if player_id in state.players:
+        raise ValueError(f"player {player_id} is already in the match")
+    rng_state, (x, y) = _pick_spawn_point(state.rng_state, state.rules, state.players.values())
+    player = Player(id=player_id, name=name, x=x, y=y, hp=state.rules.max_hp)
+    return attrs.evolve(state, rng_state=rng_state, players={**state.players, player_id: player})
+
+
+def remove_player(state: MatchState, player_id: int) -> MatchState:
+    """Take a player out of the match; their projectiles keep flying."""
+    players = {pid: p for pid, p in state.players.items() if pid != player_id}
+    return attrs.evolve(state, players=players)
+
+
+def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchState, tuple[Event, ...]]:
+    """Advance the match by one tick.
+
+    Args:
+        state: the match before the tick.
+        inputs: the input each player holds for this tick; players without one stand still and hold fire.
+
+    Returns:
+        The match after the tick and the events of the tick, in the order they happened.
+    """
+    if state.over:
+        return state, ()
+    rules = state.rules
+    tick = state.tick + 1
+    events: list[Event] = []
+    start_tick, end_tick = state.start_tick, state.end_tick
+    if start_tick is None and len(state.players) >= rules.min_players:
+        start_tick, end_tick = tick, tick + rules.duration_ticks
+
+    rng_state = state.rng_state
+    players = dict(state.players)
+    for pid in sorted(players):
+        player = players[pid]
+        if not player.alive and player.respawn_tick is not None and player.respawn_tick <= tick:
+            others = [p for p in players.values() if p.id != pid]
+            rng_state, (x, y) = _pick_spawn_point(rng_state, rules, others)
+            players[pid] = attrs.evolve(player, x=x, y=y, hp=rules.max_hp, respawn_tick=None)
+            events.append(Respawn(player=pid, x=round(x), y=round(y)))
+
+    projectiles = dict(state.projectiles)
+    next_projectile_id = state.next_projectile_id
+    for pid in sorted(players):
+        player_input = inputs.get(pid)
+        if player_input is None:
+            continue
+        player = _apply_input(players[pid], player_input, rules)
+        if player_input.fire and player.alive and tick >= player.next_fire_tick:
+            projectiles[next_projectile_id] = _launch(player, next_projectile_id, tick, rules)
+            next_projectile_id += 1
+            player = attrs.evolve(player, next_fire_tick=tick + rules.fire_interval_ticks)
+        players[pid] = player
+
+    for projectile_id in sorted(projectiles):
+        projectile = projectiles[projectile_id]
+        age = tick - projectile.spawn_tick
+        if age > rules.projectile_life_ticks:
+            del projectiles[projectile_id]
+            continue
+        x, y = projectile_position(projectile, tick, rules)
+        if _blocked(x, y, rules, margin=rules.projectile_radius):
+            del projectiles[projectile_id]
+            continue
+        target = _first_target(projectile, x, y, players, rules)
+        if target is None:
+            continue
+        del projectiles[projectile_id]
+        hp = max(0, target.hp - rules.damage)
+        events.append(Hit(shooter=projectile.owner, target=target.id, damage=target.hp - hp, hp=hp))
+        if hp > 0:
+            players[target.id] = attrs.evolve(target, hp=hp)
+            continue
+        players[target.id] = attrs.evolve(
+            target, hp=0, deaths=target.deaths + 1, respawn_tick=tick + rules.respawn_ticks
+        )
+        shooter = players.get(projectile.owner)
+        if shooter is not None:
+            players[shooter.id] = attrs.evolve(shooter, kills=shooter.kills + 1)
+        events.append(Death(victim=target.id, killer=projectile.owner))
+
+    over = False
+    if start_tick is not None:
+        reason = None
+        if any(p.kills >= rules.kill_limit for p in players.values()):
+            reason = "kill_limit"
+        elif end_tick is not None and tick >= end_tick:
+            reason = "time_limit"
+        if reason is not None:
+            over = True
+            events.append(_match_end(reason, players))
+
+    next_state = attrs.evolve(
+        state,
+        tick=tick,
+        rng_state=rng_state,
+        players=players,
+        projectiles=projectiles,
+        next_projectile_id=next_projectile_id,
+        start_tick=start_tick,
+        end_tick=end_tick,
+        over=over,
+    )
+    return next_state, tuple(events)
+
+
+def projectile_position(projectile: Projectile, tick: int, rules: Rules) -> tuple[float, float]:
+    """Where a projectile is at `tick`: it flies straight from its launch point at constant speed."""
+    distance = (tick - projectile.spawn_tick) * rules.projectile_step
+    angle = projectile.aim_mrad / 1000
+    return projectile.x0 + math.cos(angle) * distance, projectile.y0 + math.sin(angle) * distance
+
+
+def _apply_input(player: Player, player_input: PlayerInput, rules: Rules) -> Player:
+    aim_mrad = max(-_MAX_AIM_MRAD, min(_MAX_AIM_MRAD, round(player_input.aim * 1000)))
+    if not player.alive:
+        return attrs.evolve(player, aim_mrad=aim_mrad)
+    speed = rules.player_step
+    if player_input.move_x and player_input.move_y:
+        speed *= _DIAGONAL
+    x, y = player.x, player.y
+    if player_input.move_x:
+        x = _slide(x, y, player_input.move_x * speed, rules, axis=0)
+    if player_input.move_y:
+        y = _slide(x, y, player_input.move_y * speed, rules, axis=1)
+    return attrs.evolve(player, x=x, y=y, aim_mrad=aim_mrad)
+
+
+def _slide(x: float, y: float, delta: float, rules: Rules, *, axis: int) -> float:
+    """Move a player along one axis, stopping flush against the arena's edge or the first wall in the way.
+
+    Players collide as squares of side 2 * radius, which keeps the sliding exact and cheap.
+    """
+    r = rules.player_radius
+    if axis == 0:
+        target = min(max(x + delta, r), rules.width - r)
+        for wall in rules.walls:
+            if wall.y - r < y < wall.y + wall.height + r:
+                if delta > 0 and x <= wall.x - r < target:
+                    target = wall.x - r
+                elif delta < 0 and target < wall.x + wall.width + r <= x:
+                    target = wall.x + wall.width + r
+        return target
+    target = min(max(y + delta, r), rules.height - r)
+    for wall in rules.walls:
+        if wall.x - r < x < wall.x + wall.width + r:
+            if delta > 0 and y <= wall.y - r < target:
+                target = wall.y - r
+            elif delta < 0 and target < wall.y + wall.height + r <= y:
+                target = wall.y + wall.height + r
+    return target
+
+
+def _launch(player: Player, projectile_id: int, tick: int, rules: Rules) -> Projectile:
+    """A projectile leaving the player's edge in the aim direction; its start is rounded to whole units."""
+    angle = player.aim_mrad / 1000
+    offset = rules.player_radius + rules.projectile_radius
+    return Projectile(
+        id=projectile_id,
+        owner=player.id,
+        x0=round(player.x + math.cos(angle) * offset),
+        y0=round(player.y + math.sin(angle) * offset),
+        aim_mrad=player.aim_mrad,
+        spawn_tick=tick,
+    )
+
+
+def _blocked(x: float, y: float, rules: Rules, *, margin: float) -> bool:
+    if not (0 <= x <= rules.width and 0 <= y <= rules.height):
+        return True
+    return any(wall.contains(x, y, margin=margin) for wall in rules.walls)
+
+
+def _first_target(
+    projectile: Projectile, x: float, y: float, players: Mapping[int, Player], rules: Rules
+) -> Player | None:
+    reach_squared = (rules.player_radius + rules.projectile_radius) ** 2
+    for pid in sorted(players):
+        player = players[pid]
+        if pid == projectile.owner or not player.alive:
+            continue
+        if (player.x - x) ** 2 + (player.y - y) ** 2 <= reach_squared:
+            return player
+    return None
+
+
+def _pick_spawn_point(rng_state: int, rules: Rules, others: Iterable[Player]) -> tuple[int, tuple[float, float]]:
+    """A random spawn point with no living player within `spawn_clearance`; any spawn point if none is free."""
+    living = [p for p in others if p.alive]
+    clearance_squared = rules.spawn_clearance**2
+    free = [
+        point
+        for point in rules.spawn_points
+        if all((p.x - point[0]) ** 2 + (p.y - point[1]) ** 2 > clearance_squared for p in living)
+    ]
+    candidates = free or list(rules.spawn_points)
+    rng_state, value = next_random(rng_state)
+    x, y = candidates[value % len(candidates)]
+    return rng_state, (float(x), float(y))
+
+
+def _match_end(reason: str, players: Mapping[int, Player]) -> MatchEnd:
+    ranked = sorted(players.values(), key=lambda p: (-p.kills, p.deaths, p.id))
+    scoreboard = tuple(ScoreLine(player=p.id, name=p.name, kills=p.kills, deaths=p.deaths) for p in ranked)
+    return MatchEnd(reason=reason, winner=ranked[0].id if ranked else None, scoreboard=scoreboard)

@@ -1,0 +1,103 @@
+"""The whole state of a match as immutable values: what `step` reads and returns, and all it depends on.
+
+Nothing outside `MatchState` influences the next tick, so a saved state replays exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from game.rules import Rules
+
+_MASK64 = (1 << 64) - 1
+
+
+def next_random(rng_state: int) -> tuple[int, int]:
+    """Advance a SplitMix64 generator.
+
+    Returns:
+        The new generator state and a 64-bit pseudo-random value.
+    """
+    rng_state = (rng_state + 0x9E3779B97F4A7C15) & _MASK64
+    z = rng_state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return rng_state, z ^ (z >> 31)
+
+
+@attrs.frozen
+class PlayerInput:
+    """What a player wants this tick: a move direction (each axis -1, 0 or 1), an aim angle in radians, fire.
+
+    `seq` is the client's sequence number, reported back so the client can reconcile its prediction.
+    """
+
+    seq: int = 0
+    move_x: int = 0
+    move_y: int = 0
+    aim: float = 0.0
+    fire: bool = False
+
+
+@attrs.frozen
+class Player:
+    id: int
+    name: str
+    x: float
+    y: float
+    aim_mrad: int = 0
+    hp: int = 100
+    kills: int = 0
+    deaths: int = 0
+    respawn_tick: int | None = None
+    next_fire_tick: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.hp > 0
+
+
+@attrs.frozen
+class Projectile:
+    """A shot flying in a straight line; its position at any tick follows from where and when it started."""
+
+    id: int
+    owner: int
+    x0: int
+    y0: int
+    aim_mrad: int
+    spawn_tick: int
+
+
+@attrs.frozen
+class MatchState:
+    rules: Rules
+    tick: int
+    rng_state: int
+    players: Mapping[int, Player]
+    projectiles: Mapping[int, Projectile]
+    next_projectile_id: int = 1
+    start_tick: int | None = None
+    end_tick: int | None = None
+    over: bool = False
+
+    @classmethod
+    def initial(cls, *, seed: int, rules: Rules | None = None) -> MatchState:
+        """A match with no players at tick 0, its randomness fixed by `seed`."""
+        return cls(
+            rules=rules or Rules(),
+            tick=0,
+            rng_state=seed & _MASK64,
+            players={},
+            projectiles={},
+        )
+
+    @property
+    def started(self) -> bool:
+        return self.start_tick is not None
+
+    @property
+    def full(self) -> bool:
+        return len(self.players) >= self.rules.max_players
