@@ -1,0 +1,160 @@
+"""The only place that knows how messages look on the wire: one msgpack map per binary WebSocket frame,
+its key "t" naming the message type (docs/protocol.md).
+
+Decoding a client's frame is bounded (the frame's size, and string, binary, array and map lengths; no ext
+types) and strict: unknown types, unknown or missing fields, and out-of-range values all raise
+`ProtocolError`, which carries the WebSocket close code to answer with.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+import msgpack
+
+from game import Death, Delta, Event, Hit, MatchEnd, Respawn, ScoreLine, Snapshot
+from server.messages import CLIENT_MESSAGE_TYPES, ClientMessage, Joined, Left, ServerMessage, Welcome
+
+MAX_CLIENT_MESSAGE_BYTES = 4096
+"""The largest frame a client may send; anything bigger is closed with 1009 (Colyseus and Nakama use 4 KiB)."""
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the server uses (RFC 6455 section 7.4, and 4000-4999 for Arena's own)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    INVALID_PAYLOAD = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    UNSUPPORTED_PROTOCOL_VERSION = 4001
+
+
+class ProtocolError(Exception):
+    """The remote end broke the protocol; close the connection with `code` and `reason`."""
+
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(f"{reason} (close code {int(code)})")
+        self.code = code
+        self.reason = reason
+
+
+_CLIENT_UNPACK_LIMITS: dict[str, Any] = {
+    "max_str_len": 256,
+    "max_bin_len": 0,
+    "max_array_len": 16,
+    "max_map_len": 16,
+    "max_ext_len": 0,
+}
+
+_EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (Hit, Death, Respawn, MatchEnd)}
+_SERVER_MESSAGE_TYPES: dict[str, type[Welcome | Joined | Left]] = {cls.tag: cls for cls in (Welcome, Joined, Left)}
+
+
+def encode(message: ServerMessage | ClientMessage) -> bytes:
+    """The frame payload for `message`."""
+    packed: bytes = msgpack.packb(_to_wire(message))
+    return packed
+
+
+def _to_wire(message: ServerMessage | ClientMessage) -> dict[str, Any]:
+    if isinstance(message, Snapshot):
+        return {
+            "t": "snapshot",
+            "tick": message.tick,
+            "entities": message.entities,
+            "events": [_event_to_wire(e) for e in message.events],
+        }
+    if isinstance(message, Delta):
+        wire: dict[str, Any] = {"t": "delta", "tick": message.tick, "base": message.base_tick}
+        for key, section in (("add", message.added), ("change", message.changed), ("remove", message.removed)):
+            if section:
+                wire[key] = section
+        if message.events:
+            wire["events"] = [_event_to_wire(e) for e in message.events]
+        return wire
+    return {"t": message.tag, **attrs.asdict(message)}
+
+
+def _event_to_wire(event: Event) -> dict[str, Any]:
+    return {"e": event.kind, **attrs.asdict(event)}
+
+
+def decode_client(data: bytes) -> ClientMessage:
+    """Parse and validate one frame from a client.
+
+    Raises:
+        ProtocolError: with 1009 if the frame is too big, 1007 if it is not one valid message.
+    """
+    if len(data) > MAX_CLIENT_MESSAGE_BYTES:
+        limit = MAX_CLIENT_MESSAGE_BYTES
+        raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, f"message of {len(data)} bytes is over the {limit}-byte limit")
+    try:
+        wire = msgpack.unpackb(data, strict_map_key=True, **_CLIENT_UNPACK_LIMITS)
+    except Exception as error:  # msgpack raises ValueError subclasses, TypeError (unhashable keys), StackError
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"not a valid msgpack value: {error}"[:100]) from None
+    if not isinstance(wire, dict):
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"a message must be a msgpack map, got {type(wire).__name__}")
+    tag = wire.pop("t", None)
+    message_type = CLIENT_MESSAGE_TYPES.get(tag) if isinstance(tag, str) else None
+    if message_type is None:
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"unknown message type {tag!r}"[:100])
+    known = {field.name for field in attrs.fields(message_type)}
+    unknown = wire.keys() - known
+    if unknown:
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"unknown field {sorted(unknown)[0]!r} in {tag}"[:100])
+    missing = known - wire.keys()
+    if missing:
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"missing field {sorted(missing)[0]!r} in {tag}")
+    try:
+        return message_type(**wire)
+    except (TypeError, ValueError) as error:
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"{tag}: {error}"[:120]) from None
+
+
+def decode_server(data: bytes) -> ServerMessage:
+    """Parse one frame from a server (for clients such as the bots).
+
+    Raises:
+        ProtocolError: with 1007 if the frame is not a message this protocol version knows.
+    """
+    try:
+        wire = msgpack.unpackb(data, strict_map_key=False)
+        return _server_message_from_wire(wire)
+    except ProtocolError:
+        raise
+    except Exception as error:
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"bad message from server: {error!r}"[:120]) from None
+
+
+def _server_message_from_wire(wire: dict[str, Any]) -> ServerMessage:
+    tag = wire.pop("t")
+    if tag == "snapshot":
+        return Snapshot(
+            tick=wire["tick"], entities=wire["entities"], events=tuple(_event_from_wire(e) for e in wire["events"])
+        )
+    if tag == "delta":
+        return Delta(
+            tick=wire["tick"],
+            base_tick=wire["base"],
+            added=wire.get("add", {}),
+            changed=wire.get("change", {}),
+            removed={kind: tuple(ids) for kind, ids in wire.get("remove", {}).items()},
+            events=tuple(_event_from_wire(e) for e in wire.get("events", ())),
+        )
+    message_type = _SERVER_MESSAGE_TYPES.get(tag)
+    if message_type is None:
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"unknown message type {tag!r} from server")
+    return message_type(**wire)
+
+
+def _event_from_wire(wire: dict[str, Any]) -> Event:
+    event_type = _EVENT_TYPES[wire.pop("e")]
+    if event_type is MatchEnd:
+        wire["scoreboard"] = tuple(ScoreLine(**line) for line in wire["scoreboard"])
+    return event_type(**wire)

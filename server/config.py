@@ -1,0 +1,54 @@
+"""Everything an operator can set about a server, with the defaults of the embedded setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_web"
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    """Settings of one Arena server process.
+
+    Attributes:
+        host, port: where to listen; port 0 picks a free port (tests).
+        tick_rate: simulation ticks (and deltas sent) per second.
+        ping_interval: seconds between keepalive pings to each client.
+        pong_timeout: seconds a client may take to answer a ping before it is closed (1011).
+        hello_timeout: seconds a new connection has to send its hello, and to finish the HTTP request head.
+        outbox_capacity: frames a client may have waiting to be sent; beyond that its backlog is dropped and
+            it is resynced with a full snapshot.
+        overflow_limit, overflow_window: a client whose backlog overflows this many times within this many
+            seconds is closed with 1008.
+        send_buffer_bytes: the kernel send buffer of each connection (SO_SNDBUF), or None for the system's
+            default. A small buffer keeps stale state from piling up in the kernel for a slow client.
+        max_messages_per_second: the most messages a client may send per second (averaged over one second).
+        close_timeout: seconds to wait for a client to answer our Close frame.
+        drain_timeout: seconds a shutdown waits for clients to close before cutting them off.
+        match_linger_seconds: how long a finished match keeps its players before telling them it closed.
+        client_dir: the browser client's files, served at /.
+        kill_limit, match_seconds: a match ends when a player reaches `kill_limit` kills or after this long.
+        seed: the seed of every match's randomness, to reproduce a match; None draws a new seed per match.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tick_rate: int = 30
+    ping_interval: float = 5.0
+    pong_timeout: float = 15.0
+    hello_timeout: float = 10.0
+    outbox_capacity: int = 64
+    overflow_limit: int = 3
+    overflow_window: float = 30.0
+    send_buffer_bytes: int | None = 65536
+    max_messages_per_second: int = 120
+    close_timeout: float = 2.0
+    drain_timeout: float = 5.0
+    match_linger_seconds: float = 10.0
+    client_dir: Path = CLIENT_DIR
+    kill_limit: int = 10
+    match_seconds: int = 180
+    seed: int | None = None

@@ -1,0 +1,144 @@
+"""The plain-HTTP side of the server's one port, on h11: read a request head, answer it, close.
+
+Routes: `GET /` and the browser client's files, `GET /healthz`, and `/ws`, whose WebSocket upgrade the caller
+hands to trio-websocket together with the bytes already read.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import attrs
+import h11
+import trio
+
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+RECEIVE_CHUNK_BYTES = 4096
+SERVER_NAME = b"arena"
+
+
+@attrs.frozen
+class HttpRequest:
+    method: str
+    path: str
+    headers: tuple[tuple[bytes, bytes], ...]
+    raw: bytes
+    """Every byte read from the connection so far, to replay to the WebSocket handshake."""
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def is_websocket_upgrade(self) -> bool:
+        upgrade = (self.header(b"upgrade") or b"").lower()
+        connection = (self.header(b"connection") or b"").lower()
+        return upgrade == b"websocket" and b"upgrade" in [token.strip() for token in connection.split(b",")]
+
+
+class BadRequestError(Exception):
+    """The peer sent something that is not an HTTP/1.1 request head we accept."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def read_request(stream: trio.abc.Stream) -> tuple[h11.Connection, HttpRequest] | None:
+    """Read one request head.
+
+    Returns:
+        The h11 connection (to answer with) and the request, or None if the peer closed first.
+
+    Raises:
+        BadRequestError: if the head is malformed or too large.
+    """
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
+    raw = bytearray()
+    while True:
+        try:
+            event = connection.next_event()
+        except h11.RemoteProtocolError as error:
+            raise BadRequestError(error.error_status_hint, f"malformed HTTP request: {error}") from None
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+            raw += data
+            connection.receive_data(bytes(data))
+            continue
+        if isinstance(event, h11.Request):
+            path = event.target.decode("ascii", "replace").split("?", 1)[0]
+            request = HttpRequest(
+                method=event.method.decode("ascii", "replace"),
+                path=path,
+                headers=tuple((bytes(k), bytes(v)) for k, v in event.headers),
+                raw=bytes(raw),
+            )
+            return connection, request
+        return None
+
+
+async def respond(
+    stream: trio.abc.Stream,
+    connection: h11.Connection | None,
+    status: int,
+    body: bytes,
+    *,
+    content_type: str = "text/plain; charset=utf-8",
+    headers: tuple[tuple[str, str], ...] = (),
+    head_only: bool = False,
+) -> None:
+    """Send one complete response and mark the connection to be closed."""
+    connection = connection or _error_connection()
+    response_headers = [
+        ("Server", SERVER_NAME.decode()),
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("Connection", "close"),
+        *headers,
+    ]
+    reason = HTTPStatus(status).phrase.encode()
+    data = connection.send(h11.Response(status_code=status, headers=response_headers, reason=reason)) or b""
+    if not head_only:
+        data += connection.send(h11.Data(data=body)) or b""
+    data += connection.send(h11.EndOfMessage()) or b""
+    await stream.send_all(data)
+
+
+def _error_connection() -> h11.Connection:
+    """An h11 connection ready to send a response when the request itself could not be parsed."""
+    connection = h11.Connection(h11.SERVER)
+    connection.receive_data(b"GET / HTTP/1.1\r\nHost: error\r\n\r\n")
+    connection.next_event()
+    return connection
+
+
+async def respond_json(stream: trio.abc.Stream, connection: h11.Connection, status: int, value: Any) -> None:
+    body = json.dumps(value, indent=2).encode() + b"\n"
+    await respond(stream, connection, status, body, content_type="application/json")
+
+
+def static_file(root: Path, path: str) -> Path | None:
+    """The file under `root` that a URL path names (`/` is index.html), or None if there is none or it escapes."""
+    relative = path.lstrip("/") or "index.html"
+    if "\x00" in relative:
+        return None
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root.resolve()) or not candidate.is_file():
+        return None
+    return candidate
+
+
+def content_type_of(file: Path) -> str:
+    if file.suffix == ".js" or file.suffix == ".mjs":
+        return "text/javascript; charset=utf-8"
+    guessed, _ = mimetypes.guess_type(file.name)
+    if guessed is None:
+        return "application/octet-stream"
+    return f"{guessed}; charset=utf-8" if guessed.startswith("text/") else guessed

@@ -1,0 +1,109 @@
+"""The WebSocket side of the server's port: trio-websocket, given the connection after h11 has routed it.
+
+Two things trio-websocket does not do for a server on a shared port, done here:
+- h11 has already read the request head, so the stream replays those bytes to trio-websocket first;
+- wsproto reports a frame it cannot parse as a CloseConnection event while the connection is still open,
+  and trio-websocket answers a CloseConnection only once the peer has started closing, so the peer would see
+  the TCP connection drop with no code. `_ServerProtocol` makes that event answerable, so the server sends a
+  Close frame with wsproto's code (1002, or 1007 for invalid UTF-8) before dropping the connection, as
+  RFC 6455 section 7.1.7 asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import trio
+import trio_websocket
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Event
+
+HANDSHAKE_RECEIVE_BYTES = 4096
+
+
+class _ServerProtocol(WSConnection):
+    def __init__(self) -> None:
+        super().__init__(ConnectionType.SERVER)
+        self._answering_parse_failure = False
+
+    @property
+    def state(self) -> ConnectionState:
+        if self._answering_parse_failure:
+            return ConnectionState.REMOTE_CLOSING
+        return super().state
+
+    def events(self) -> Generator[Event, None, None]:
+        for event in super().events():
+            if isinstance(event, CloseConnection) and super().state is ConnectionState.OPEN:
+                self._answering_parse_failure = True
+            yield event
+
+    def send(self, event: Event) -> bytes:
+        if self._answering_parse_failure and isinstance(event, CloseConnection):
+            self._answering_parse_failure = False
+        return super().send(event)
+
+
+class _ReplayedStream(trio.abc.Stream):
+    """A stream that returns `already_read` before reading more from `stream`."""
+
+    def __init__(self, stream: trio.abc.Stream, already_read: bytes) -> None:
+        self.stream = stream
+        self._already_read = already_read
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._already_read:
+            await trio.lowlevel.checkpoint()
+            size = max_bytes or len(self._already_read)
+            data, self._already_read = self._already_read[:size], self._already_read[size:]
+            return data
+        return bytes(await self.stream.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def accept_websocket(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    already_read: bytes,
+    *,
+    max_message_size: int,
+    timeout: float,
+) -> trio_websocket.WebSocketConnection | None:
+    """Complete the WebSocket handshake on a connection whose request head has been read already.
+
+    Args:
+        nursery: runs the connection's reader task; it must outlive the connection.
+        stream: the connection.
+        already_read: the bytes of the request head (and anything after it) read so far.
+        max_message_size: bigger messages are refused with close code 1009.
+        timeout: seconds the handshake may take.
+
+    Returns:
+        The open WebSocket, or None if the handshake was invalid (wsproto answered it with 400) or timed out.
+    """
+    ws = trio_websocket.WebSocketConnection(
+        _ReplayedStream(stream, already_read),
+        _ServerProtocol(),
+        message_queue_size=4,
+        max_message_size=max_message_size,
+        receive_buffer_size=HANDSHAKE_RECEIVE_BYTES,
+    )
+    with trio.move_on_after(timeout) as handshake_scope:
+
+        async def read_until_handshake_ends() -> None:
+            await ws._reader_task()
+            handshake_scope.cancel()
+
+        nursery.start_soon(read_until_handshake_ends)
+        request = await ws._get_request()
+        return await request.accept()
+    return None
