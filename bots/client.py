@@ -117,33 +117,44 @@ async def connect(
     """
     async with trio.open_nursery() as nursery:
         with trio.fail_after(timeout):
-            ws = await _open(nursery, url, receive_buffer_bytes, message_queue_size)
-            client = ArenaClient(ws)
-            await client.receive_until(lambda m: m if isinstance(m, Welcome) else None, timeout=timeout)
-            if name is not None:
-                await client.send(Hello(protocol=PROTOCOL_VERSION, name=name))
+            stream, host, resource = await _open_stream(url, receive_buffer_bytes)
+            try:
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery, stream, host, resource, message_queue_size=message_queue_size
+                )
+                client = ArenaClient(ws)
+                await client.receive_until(lambda m: m if isinstance(m, Welcome) else None, timeout=timeout)
+                if name is not None:
+                    await client.send(Hello(protocol=PROTOCOL_VERSION, name=name))
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
         try:
             yield client
         finally:
             with trio.move_on_after(2) as scope:
                 scope.shield = True
                 await ws.aclose()
+            # trio-websocket leaves a client's socket open when the server closed first
+            await trio.aclose_forcefully(stream)
             nursery.cancel_scope.cancel()
 
 
-async def _open(
-    nursery: trio.Nursery, url: str, receive_buffer_bytes: int | None, message_queue_size: int
-) -> WebSocketConnection:
-    if receive_buffer_bytes is None:
-        return await trio_websocket.connect_websocket_url(nursery, url, message_queue_size=message_queue_size)
+async def _open_stream(url: str, receive_buffer_bytes: int | None) -> tuple[trio.SocketStream, str, str]:
+    """Connect a TCP stream to the URL's host; returns it with the Host header value and the resource path."""
     parts = urlsplit(url)
     if parts.scheme != "ws" or parts.hostname is None:
-        raise ValueError(f"receive_buffer_bytes needs a ws:// URL with a host, got {url!r}")
+        raise ValueError(f"expected a ws://host[:port]/path URL, got {url!r}")
     port = parts.port or 80
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = f"{parts.hostname}:{port}"
+    if receive_buffer_bytes is None:
+        return await trio.open_tcp_stream(parts.hostname, port), host_header, resource
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
-    await sock.connect((parts.hostname, port))
-    stream = trio.SocketStream(sock)
-    return await trio_websocket.wrap_client_stream(
-        nursery, stream, f"{parts.hostname}:{port}", parts.path or "/", message_queue_size=message_queue_size
-    )
+    try:
+        await sock.connect((parts.hostname, port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock), host_header, resource

@@ -40,6 +40,7 @@ class ArenaServer:
     lobby: Lobby = attrs.field(init=False)
     sessions: set[Session] = attrs.field(factory=set, init=False)
     close_codes: Counter[int] = attrs.field(factory=Counter, init=False)
+    _overflows_of_closed_sessions: int = attrs.field(default=0, init=False)
     port: int = attrs.field(default=0, init=False)
     draining: bool = attrs.field(default=False, init=False)
     _started_at: float = attrs.field(factory=time.monotonic, init=False)
@@ -103,6 +104,7 @@ class ArenaServer:
             "matches": len(self.lobby.matches),
             "players": self.lobby.player_count,
             "tick": self.statistics.summary(),
+            "backlog_overflows": self._overflows_of_closed_sessions + sum(s.overflows for s in self.sessions),
             "close_codes": {str(code): count for code, count in sorted(self.close_codes.items())},
         }
 
@@ -213,6 +215,7 @@ class ArenaServer:
                 self.sessions.discard(session)
                 self._sessions_changed.set()
                 self.close_codes[session.close_code or CloseCode.NORMAL] += 1
+                self._overflows_of_closed_sessions += session.overflows
                 logger.info("session %d closed: %s %s", session.id, session.close_code, session.close_reason)
                 nursery.cancel_scope.cancel()
 

@@ -46,6 +46,7 @@ class Session:
     rtt_ms: int = 0
     needs_snapshot: bool = False
     frames_sent: int = 0
+    overflows: int = 0
     bytes_sent: int = 0
     close_code: int | None = None
     close_reason: str = ""
@@ -81,6 +82,7 @@ class Session:
         if self.closing or self._outbox.put_nowait(frame, state=True):
             return
         self.needs_snapshot = True
+        self.overflows += 1
         now = trio.current_time()
         self._overflow_times.append(now)
         while self._overflow_times and self._overflow_times[0] < now - self.config.overflow_window:
