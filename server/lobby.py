@@ -43,6 +43,10 @@ class Lobby:
         logger.info("match %s started (seed %d)", match.id, match.seed)
         try:
             await match.run()
+        except Exception:
+            logger.exception(
+                "match %s failed at tick %d (seed %d); its players were told", match.id, match.state.tick, match.seed
+            )
         finally:
             del self.matches[match.id]
             logger.info("match %s closed after %d ticks", match.id, match.state.tick)

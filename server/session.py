@@ -176,6 +176,10 @@ class Session:
                 logger.info("session %d (%s) broke the protocol: %s", self.id, self.remote, error)
                 self.close(error.code, error.reason)
                 return
+            except Exception:
+                logger.exception("session %d: error while handling a message; closing it with 1011", self.id)
+                self.close(CloseCode.INTERNAL_ERROR, "internal server error; please report it")
+                return
 
     def _spend_message_allowance(self) -> None:
         """A token bucket of `max_messages_per_second`, refilled continuously, one second deep."""
