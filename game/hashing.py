@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import hashlib
 
+import attrs
+
 from game.state import MatchState
 
 
 def state_hash(state: MatchState) -> str:
-    """A hex digest that changes whenever anything in `state` does (floats compared bit for bit via repr)."""
-    return hashlib.blake2b(repr(state).encode(), digest_size=16).hexdigest()
+    """A hex digest that changes whenever anything in `state` does (floats compared bit for bit via repr).
+
+    Equal states hash equally whatever order their players and projectiles were inserted in.
+    """
+    canonical = attrs.evolve(
+        state, players=dict(sorted(state.players.items())), projectiles=dict(sorted(state.projectiles.items()))
+    )
+    return hashlib.blake2b(repr(canonical).encode(), digest_size=16).hexdigest()

@@ -239,4 +239,6 @@ def _pick_spawn_point(rng_state: int, rules: Rules, others: Iterable[Player]) ->
 def _match_end(reason: str, players: Mapping[int, Player]) -> MatchEnd:
     ranked = sorted(players.values(), key=lambda p: (-p.kills, p.deaths, p.id))
     scoreboard = tuple(ScoreLine(player=p.id, name=p.name, kills=p.kills, deaths=p.deaths) for p in ranked)
-    return MatchEnd(reason=reason, winner=ranked[0].id if ranked else None, scoreboard=scoreboard)
+    tied_at_the_top = len(ranked) > 1 and (ranked[0].kills, ranked[0].deaths) == (ranked[1].kills, ranked[1].deaths)
+    winner = None if not ranked or tied_at_the_top else ranked[0].id
+    return MatchEnd(reason=reason, winner=winner, scoreboard=scoreboard)

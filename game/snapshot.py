@@ -99,7 +99,7 @@ def delta(previous: Snapshot, current: Snapshot) -> Delta:
     added: dict[str, dict[int, Fields]] = {}
     changed: dict[str, dict[int, Fields]] = {}
     removed: dict[str, tuple[int, ...]] = {}
-    for kind in previous.entities.keys() | current.entities.keys():
+    for kind in sorted(previous.entities.keys() | current.entities.keys()):
         before = previous.entities.get(kind, {})
         after = current.entities.get(kind, {})
         gone = tuple(sorted(eid for eid in before if eid not in after))
@@ -131,7 +131,8 @@ def apply(previous: Snapshot, change: Delta) -> Snapshot:
     """The snapshot that `change` turns `previous` into.
 
     Raises:
-        DeltaBaseError: if `change` was not made from a snapshot at `previous.tick`.
+        DeltaBaseError: if `change` was not made from a snapshot at `previous.tick`, or changes an entity
+            that `previous` lacks.
     """
     if change.base_tick != previous.tick:
         raise DeltaBaseError(f"delta from tick {change.base_tick} cannot apply to tick {previous.tick}")
@@ -143,5 +144,8 @@ def apply(previous: Snapshot, change: Delta) -> Snapshot:
         entities.setdefault(kind, {}).update(by_id)
     for kind, by_id in change.changed.items():
         for eid, fields in by_id.items():
-            entities[kind][eid] = {**entities[kind][eid], **fields}
+            existing = entities.get(kind, {}).get(eid)
+            if existing is None:
+                raise DeltaBaseError(f"delta changes {kind} {eid}, which the snapshot at tick {previous.tick} lacks")
+            entities[kind][eid] = {**existing, **fields}
     return Snapshot(tick=change.tick, entities=entities, events=change.events)
