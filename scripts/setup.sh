@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs Arena with its development tools into it. Safe to run again.
+# Sets up everything Arena needs, and is safe to run again:
+#   .venv with arena[dev]; the browser client's npm packages (client_web/node_modules).
+# With --browser it also makes sure Debian's chromium is installed (for the browser tests; needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
+
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($python --version)"
   "$python" -m venv .venv
@@ -10,4 +13,24 @@ fi
 echo "setup: installing arena[dev] into .venv"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+
+if [ -f client_web/package-lock.json ]; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: npm is missing: install Node.js 18 or newer (Debian: apt-get install nodejs npm), then run again" >&2
+    exit 1
+  fi
+  echo "setup: installing the browser client's packages (npm ci in client_web)"
+  (cd client_web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing Debian's chromium for the browser tests"
+  sudo_cmd=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root or sudo to apt-get install chromium" >&2; exit 1; }
+    sudo_cmd="sudo"
+  fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
 echo "setup: done"

@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--seed", type=int, default=None, help="seed every match with this, to reproduce one")
     serve.add_argument(
+        "--simulate-latency-ms",
+        type=int,
+        default=0,
+        help="development: hold back every frame the server sends by this long, to try the netcode at a real "
+        "round trip (default %(default)s)",
+    )
+    serve.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
     )
     return parser
@@ -44,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.tick_rate <= 240:
         print(f"arena: --tick-rate must be from 1 to 240, got {args.tick_rate}", file=sys.stderr)
         return 2
+    if not 0 <= args.simulate_latency_ms <= 10_000:
+        print(f"arena: --simulate-latency-ms must be from 0 to 10000, got {args.simulate_latency_ms}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig(
         host=args.host,
@@ -52,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_limit=args.kill_limit,
         match_seconds=args.match_seconds,
         seed=args.seed,
+        simulated_latency=args.simulate_latency_ms / 1000,
     )
     listen_error: OSError | None = None
     try:

@@ -32,6 +32,8 @@ class ServerConfig:
         client_dir: the browser client's files, served at /.
         kill_limit, match_seconds: a match ends when a player reaches `kill_limit` kills or after this long.
         seed: the seed of every match's randomness, to reproduce a match; None draws a new seed per match.
+        simulated_latency: for development: seconds by which every frame the server sends is held back, to
+            feel and test the client's netcode at a real network's round trip (the `ping` field includes it).
     """
 
     host: str = "127.0.0.1"
@@ -52,3 +54,4 @@ class ServerConfig:
     kill_limit: int = 10
     match_seconds: int = 180
     seed: int | None = None
+    simulated_latency: float = 0.0

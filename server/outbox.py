@@ -16,7 +16,7 @@ import trio
 @attrs.define(eq=False)
 class Outbox:
     capacity: int
-    _frames: deque[tuple[bytes, bool]] = attrs.field(factory=deque, init=False)
+    _frames: deque[tuple[bytes, bool, float]] = attrs.field(factory=deque, init=False)
     _wakeup: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def __len__(self) -> int:
@@ -32,16 +32,17 @@ class Outbox:
             self._frames = deque(item for item in self._frames if not item[1])
             if state:
                 return False
-            self._frames.append((frame, state))
+            self._frames.append((frame, state, trio.current_time()))
             self._wakeup.set()
             return False
-        self._frames.append((frame, state))
+        self._frames.append((frame, state, trio.current_time()))
         self._wakeup.set()
         return True
 
-    async def get(self) -> bytes:
-        """The oldest frame, waiting for one if the backlog is empty."""
+    async def get(self) -> tuple[bytes, float]:
+        """The oldest frame and when it was queued (trio time), waiting for one if the backlog is empty."""
         while not self._frames:
             self._wakeup = trio.Event()
             await self._wakeup.wait()
-        return self._frames.popleft()[0]
+        frame, _, queued_at = self._frames.popleft()
+        return frame, queued_at

@@ -127,8 +127,11 @@ class Session:
 
     async def _send_loop(self) -> None:
         """The one writer of this connection's messages (trio-websocket serialises them with pings and pongs)."""
+        delay = self.config.simulated_latency
         while True:
-            frame = await self._outbox.get()
+            frame, queued_at = await self._outbox.get()
+            if delay:
+                await trio.sleep_until(queued_at + delay)
             try:
                 await self.ws.send_message(frame)
             except ConnectionClosed:
@@ -152,7 +155,7 @@ class Session:
                     CloseCode.INTERNAL_ERROR, f"keepalive ping timeout: no pong within {self.config.pong_timeout:g} s"
                 )
                 return
-            self.rtt_ms = round((trio.current_time() - started) * 1000)
+            self.rtt_ms = round((trio.current_time() - started + self.config.simulated_latency) * 1000)
             await trio.sleep(self.config.ping_interval)
 
     async def _hello_deadline(self) -> None:
