@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 import attrs
+import h11
 import trio
 
 from game import PlayerInput, Rules
@@ -23,7 +24,16 @@ from server.lobby import Lobby
 from server.match import TickStatistics
 from server.messages import PROTOCOL_VERSION, ClientMessage, Hello, Input, Join, Leave, Welcome
 from server.session import Session
-from server.web import BadRequestError, content_type_of, read_request, respond, respond_json, static_file
+from server.web import (
+    BadRequestError,
+    HttpRequest,
+    close_gracefully,
+    content_type_of,
+    read_request,
+    respond,
+    respond_json,
+    static_file,
+)
 from server.websocket import accept_websocket
 
 logger = logging.getLogger(__name__)
@@ -154,6 +164,7 @@ class ArenaServer:
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         if self.config.send_buffer_bytes is not None:
             stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
+        head = None
         try:
             with trio.move_on_after(self.config.hello_timeout):
                 head = await read_request(stream)
@@ -163,23 +174,29 @@ class ArenaServer:
         if head is None:
             return
         connection, request = head
+        if request.path == WEBSOCKET_PATH and request.is_websocket_upgrade:
+            await self._serve_websocket(stream, request.raw, request.after_head)
+            return
+        try:
+            await self._answer_http(stream, connection, request)
+        finally:
+            await close_gracefully(stream)
+
+    async def _answer_http(self, stream: trio.SocketStream, connection: h11.Connection, request: HttpRequest) -> None:
         head_only = request.method == "HEAD"
         if request.method not in ("GET", "HEAD"):
             await respond(stream, connection, 405, b"only GET and HEAD are served\n", headers=(("Allow", "GET, HEAD"),))
         elif request.path == WEBSOCKET_PATH:
-            if request.is_websocket_upgrade:
-                await self._serve_websocket(stream, request.raw)
-            else:
-                await respond(
-                    stream,
-                    connection,
-                    426,
-                    b"this endpoint speaks WebSocket only: send an Upgrade: websocket request\n",
-                    headers=(("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")),
-                    head_only=head_only,
-                )
+            await respond(
+                stream,
+                connection,
+                426,
+                b"this endpoint speaks WebSocket only: send an Upgrade: websocket request\n",
+                headers=(("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")),
+                head_only=head_only,
+            )
         elif request.path == "/healthz":
-            await respond_json(stream, connection, 200, self.health())
+            await respond_json(stream, connection, 200, self.health(), head_only=head_only)
         else:
             file = static_file(self.config.client_dir, request.path)
             if file is None:
@@ -188,14 +205,15 @@ class ArenaServer:
                 body = await trio.Path(file).read_bytes()
                 await respond(stream, connection, 200, body, content_type=content_type_of(file), head_only=head_only)
 
-    async def _serve_websocket(self, stream: trio.SocketStream, already_read: bytes) -> None:
+    async def _serve_websocket(self, stream: trio.SocketStream, request_head: bytes, after_head: bytes) -> None:
         host, port = stream.socket.getpeername()[:2]
         remote = f"{host}:{port}"
         async with trio.open_nursery() as nursery:
             ws = await accept_websocket(
                 nursery,
                 stream,
-                already_read,
+                request_head,
+                after_head,
                 max_message_size=MAX_CLIENT_MESSAGE_BYTES,
                 timeout=self.config.hello_timeout,
             )

@@ -21,6 +21,10 @@ MAX_CLIENT_MESSAGE_BYTES = 4096
 """The largest frame a client may send; anything bigger is closed with 1009 (Colyseus and Nakama use 4 KiB)."""
 
 
+MAX_CLOSE_REASON_BYTES = 123
+"""A Close frame's payload is at most 125 bytes: a 2-byte code and a UTF-8 reason (RFC 6455 section 5.5)."""
+
+
 class CloseCode(enum.IntEnum):
     """WebSocket close codes the server uses (RFC 6455 section 7.4, and 4000-4999 for Arena's own)."""
 
@@ -41,7 +45,7 @@ class ProtocolError(Exception):
     def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(f"{reason} (close code {int(code)})")
         self.code = code
-        self.reason = reason
+        self.reason = reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 _CLIENT_UNPACK_LIMITS: dict[str, Any] = {
@@ -51,6 +55,20 @@ _CLIENT_UNPACK_LIMITS: dict[str, Any] = {
     "max_map_len": 16,
     "max_ext_len": 0,
 }
+
+_MSGPACK_ERROR_MEANINGS = {
+    "FormatError": "a reserved or unknown type byte",
+    "StackError": "nested too deeply",
+    "ExtraData": "bytes left over after the first value",
+}
+
+
+def _map_without_duplicate_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, "a map has the same key twice")
+    return result
+
 
 _EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (Hit, Death, Respawn, MatchEnd)}
 _SERVER_MESSAGE_TYPES: dict[str, type[Welcome | Joined | Left]] = {cls.tag: cls for cls in (Welcome, Joined, Left)}
@@ -95,9 +113,14 @@ def decode_client(data: bytes) -> ClientMessage:
         limit = MAX_CLIENT_MESSAGE_BYTES
         raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, f"message of {len(data)} bytes is over the {limit}-byte limit")
     try:
-        wire = msgpack.unpackb(data, strict_map_key=True, **_CLIENT_UNPACK_LIMITS)
+        wire = msgpack.unpackb(
+            data, strict_map_key=True, object_pairs_hook=_map_without_duplicate_keys, **_CLIENT_UNPACK_LIMITS
+        )
+    except ProtocolError:
+        raise
     except Exception as error:  # msgpack raises ValueError subclasses, TypeError (unhashable keys), StackError
-        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"not a valid msgpack value: {error}"[:100]) from None
+        detail = str(error) or _MSGPACK_ERROR_MEANINGS.get(type(error).__name__, type(error).__name__)
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"not a valid msgpack value: {detail}") from None
     if not isinstance(wire, dict):
         raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"a message must be a msgpack map, got {type(wire).__name__}")
     tag = wire.pop("t", None)

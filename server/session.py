@@ -53,6 +53,7 @@ class Session:
     _outbox: Outbox = attrs.field(init=False)
     _overflow_times: deque[float] = attrs.field(factory=deque, init=False)
     _close_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _first_frame_sent: trio.Event = attrs.field(factory=trio.Event, init=False)
     _message_allowance: float = attrs.field(init=False)
     _allowance_updated: float = attrs.field(factory=trio.current_time, init=False)
 
@@ -139,9 +140,12 @@ class Session:
                 return
             self.frames_sent += 1
             self.bytes_sent += len(frame)
+            self._first_frame_sent.set()
 
     async def _keepalive_loop(self) -> None:
-        """Ping now and then every `ping_interval`; record the round trip; close if no pong in time."""
+        """Ping once the welcome is out, then every `ping_interval`; record the round trip; close if no pong
+        in time."""
+        await self._first_frame_sent.wait()
         while True:
             started = trio.current_time()
             with trio.move_on_after(self.config.pong_timeout) as scope:

@@ -11,6 +11,7 @@ import mimetypes
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 import h11
@@ -27,7 +28,9 @@ class HttpRequest:
     path: str
     headers: tuple[tuple[bytes, bytes], ...]
     raw: bytes
-    """Every byte read from the connection so far, to replay to the WebSocket handshake."""
+    """The request head exactly as read, to replay to the WebSocket handshake."""
+    after_head: bytes = b""
+    """Bytes that came after the head of an upgrade request (a client that did not wait for 101)."""
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -65,22 +68,36 @@ async def read_request(stream: trio.abc.Stream) -> tuple[h11.Connection, HttpReq
         try:
             event = connection.next_event()
         except h11.RemoteProtocolError as error:
-            raise BadRequestError(error.error_status_hint, f"malformed HTTP request: {error}") from None
+            raise BadRequestError(error.error_status_hint, _describe(error)) from None
         if event is h11.NEED_DATA:
             data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
             raw += data
             connection.receive_data(bytes(data))
             continue
         if isinstance(event, h11.Request):
-            path = event.target.decode("ascii", "replace").split("?", 1)[0]
+            path = unquote(event.target.decode("ascii", "replace").split("?", 1)[0])
             request = HttpRequest(
                 method=event.method.decode("ascii", "replace"),
                 path=path,
                 headers=tuple((bytes(k), bytes(v)) for k, v in event.headers),
                 raw=bytes(raw),
             )
+            if request.is_websocket_upgrade:
+                after_head = _bytes_after_upgrade_request(connection)
+                head = bytes(raw[: len(raw) - len(after_head)])
+                request = attrs.evolve(request, raw=head, after_head=after_head)
             return connection, request
         return None
+
+
+def _bytes_after_upgrade_request(connection: h11.Connection) -> bytes:
+    """What the client sent after its upgrade request's head, which h11 holds back once it pauses."""
+    try:
+        while connection.next_event() not in (h11.PAUSED, h11.NEED_DATA):
+            pass
+    except h11.RemoteProtocolError:
+        return b""
+    return bytes(connection.trailing_data[0])
 
 
 async def respond(
@@ -119,9 +136,33 @@ def _error_connection() -> h11.Connection:
     return connection
 
 
-async def respond_json(stream: trio.abc.Stream, connection: h11.Connection, status: int, value: Any) -> None:
+async def respond_json(
+    stream: trio.abc.Stream, connection: h11.Connection, status: int, value: Any, *, head_only: bool = False
+) -> None:
     body = json.dumps(value, indent=2).encode() + b"\n"
-    await respond(stream, connection, status, body, content_type="application/json")
+    await respond(stream, connection, status, body, content_type="application/json", head_only=head_only)
+
+
+async def close_gracefully(stream: trio.SocketStream, *, timeout: float = 1.0, max_bytes: int = 65536) -> None:
+    """Finish sending, then read and discard what the client still sends (briefly), so that closing does not
+    reset the connection and destroy the response before the client has read it."""
+    with trio.move_on_after(timeout):
+        try:
+            await stream.send_eof()
+            discarded = 0
+            while discarded < max_bytes:
+                data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+                if not data:
+                    break
+                discarded += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+def _describe(error: h11.RemoteProtocolError) -> str:
+    """A malformed-request message for the client, without Python's reprs of the bytes."""
+    text = str(error).split(":", 1)[0] if "bytearray(" in str(error) else str(error)
+    return f"malformed HTTP request: {text}"
 
 
 def static_file(root: Path, path: str) -> Path | None:

@@ -46,17 +46,27 @@ class _ServerProtocol(WSConnection):
 
 
 class _ReplayedStream(trio.abc.Stream):
-    """A stream that returns `already_read` before reading more from `stream`."""
+    """A stream that first returns the request head h11 already read, then nothing until the handshake is
+    complete, then what came after the head, then the rest of `stream`.
 
-    def __init__(self, stream: trio.abc.Stream, already_read: bytes) -> None:
+    Holding back what follows the head keeps wsproto from reading WebSocket frames as part of the HTTP
+    handshake, where it would drop them: a client that sends frames before the 101 arrives loses nothing.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, request_head: bytes, after_head: bytes) -> None:
         self.stream = stream
-        self._already_read = already_read
+        self._request_head = request_head
+        self._after_head = after_head
+        self.handshake_complete = trio.Event()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._already_read:
+        if self._request_head:
             await trio.lowlevel.checkpoint()
-            size = max_bytes or len(self._already_read)
-            data, self._already_read = self._already_read[:size], self._already_read[size:]
+            data, self._request_head = self._request_head, b""
+            return data
+        await self.handshake_complete.wait()
+        if self._after_head:
+            data, self._after_head = self._after_head, b""
             return data
         return bytes(await self.stream.receive_some(max_bytes))
 
@@ -73,7 +83,8 @@ class _ReplayedStream(trio.abc.Stream):
 async def accept_websocket(
     nursery: trio.Nursery,
     stream: trio.abc.Stream,
-    already_read: bytes,
+    request_head: bytes,
+    after_head: bytes,
     *,
     max_message_size: int,
     timeout: float,
@@ -83,15 +94,17 @@ async def accept_websocket(
     Args:
         nursery: runs the connection's reader task; it must outlive the connection.
         stream: the connection.
-        already_read: the bytes of the request head (and anything after it) read so far.
+        request_head: the bytes of the request head, already read.
+        after_head: whatever the client sent after the head, already read.
         max_message_size: bigger messages are refused with close code 1009.
         timeout: seconds the handshake may take.
 
     Returns:
         The open WebSocket, or None if the handshake was invalid (wsproto answered it with 400) or timed out.
     """
+    replayed = _ReplayedStream(stream, request_head, after_head)
     ws = trio_websocket.WebSocketConnection(
-        _ReplayedStream(stream, already_read),
+        replayed,
         _ServerProtocol(),
         message_queue_size=4,
         max_message_size=max_message_size,
@@ -105,5 +118,7 @@ async def accept_websocket(
 
         nursery.start_soon(read_until_handshake_ends)
         request = await ws._get_request()
-        return await request.accept()
+        accepted = await request.accept()
+        replayed.handshake_complete.set()
+        return accepted
     return None
