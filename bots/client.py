@@ -5,6 +5,7 @@ It keeps the latest view of its match by applying deltas to the last full snapsh
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,26 +13,50 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import attrs
+import h11
 import trio
 import trio_websocket
 from trio_websocket import WebSocketConnection
 
 from game import Delta, Snapshot, apply
 from server.codec import CloseCode, ProtocolError, decode_server, encode
-from server.messages import PROTOCOL_VERSION, ClientMessage, Hello, Input, Join, Joined, Left, ServerMessage, Welcome
+from server.messages import (
+    PROTOCOL_VERSION,
+    Authenticated,
+    ClientMessage,
+    Hello,
+    Input,
+    Join,
+    Joined,
+    Left,
+    Queue,
+    Refused,
+    Reserved,
+    Resume,
+    ServerMessage,
+    Spectating,
+    Welcome,
+)
 
 M = TypeVar("M")
+
+
+class RefusedError(Exception):
+    """The server refused a request; the message is its reason."""
 
 
 @attrs.define(eq=False)
 class ArenaClient:
     ws: WebSocketConnection
     welcome: Welcome | None = None
+    authenticated: Authenticated | None = None
     match: str | None = None
     player: int | None = None
+    resume_token: str | None = None
     view: Snapshot | None = None
     """The match as this client sees it: the last snapshot with every delta since applied."""
     left: Left | None = None
+    refused: list[Refused] = attrs.field(factory=list)
     snapshots_received: int = 0
     deltas_received: int = 0
     deltas_out_of_sync: int = 0
@@ -48,10 +73,17 @@ class ArenaClient:
         message = decode_server(data)
         if isinstance(message, Welcome):
             self.welcome = message
+        elif isinstance(message, Authenticated):
+            self.authenticated = message
         elif isinstance(message, Joined):
             self.match, self.player, self.view, self.left = message.match, message.player, None, None
+            self.resume_token = message.resume
+        elif isinstance(message, Spectating):
+            self.match, self.player, self.view, self.left = message.match, None, None, None
         elif isinstance(message, Left):
             self.match, self.player, self.view, self.left = None, None, None, message
+        elif isinstance(message, Refused):
+            self.refused.append(message)
         elif isinstance(message, Snapshot):
             self.view = message
             self.snapshots_received += 1
@@ -75,10 +107,39 @@ class ArenaClient:
                 if result is not None:
                     return result
 
-    async def join(self, *, timeout: float = 5.0) -> Joined:
-        """Join a match and wait for the first full snapshot of it."""
-        await self.send(Join())
-        joined = await self.receive_until(lambda m: m if isinstance(m, Joined) else None, timeout=timeout)
+    async def queue(self, mode: str = "ffa", *, timeout: float = 10.0) -> Reserved:
+        """Queue for a mode and wait for a seat reservation.
+
+        Raises:
+            RefusedError: if the server refuses to queue this client.
+        """
+        await self.send(Queue(mode=mode))
+        return await self.receive_until(_reserved_or_refusal("queue"), timeout=timeout)
+
+    async def redeem(self, reservation: str, *, timeout: float = 5.0) -> Joined:
+        """Take a reserved seat and wait for the first full snapshot of the match.
+
+        Raises:
+            RefusedError: if the reservation is refused.
+        """
+        await self.send(Join(reservation=reservation))
+        joined = await self.receive_until(_joined_or_refusal("join"), timeout=timeout)
+        await self.receive_until(lambda m: m if isinstance(m, Snapshot) else None, timeout=timeout)
+        return joined
+
+    async def join(self, mode: str = "ffa", *, timeout: float = 10.0) -> Joined:
+        """Queue, take the reserved seat, and wait for the first full snapshot."""
+        reserved = await self.queue(mode, timeout=timeout)
+        return await self.redeem(reserved.reservation, timeout=timeout)
+
+    async def resume(self, token: str, *, timeout: float = 5.0) -> Joined:
+        """Take back a held seat with a resume token, and wait for the full snapshot.
+
+        Raises:
+            RefusedError: if the server refuses the resume.
+        """
+        await self.send(Resume(token=token))
+        joined = await self.receive_until(_joined_or_refusal("resume"), timeout=timeout)
         await self.receive_until(lambda m: m if isinstance(m, Snapshot) else None, timeout=timeout)
         return joined
 
@@ -96,11 +157,85 @@ class ArenaClient:
         return dict(self.view.entities.get("players", {}).get(self.player, {})) or None
 
 
+def _reserved_or_refusal(request: str) -> Callable[[ServerMessage], Reserved | None]:
+    def accept(message: ServerMessage) -> Reserved | None:
+        if isinstance(message, Refused) and message.request == request:
+            raise RefusedError(message.reason)
+        return message if isinstance(message, Reserved) else None
+
+    return accept
+
+
+def _joined_or_refusal(request: str) -> Callable[[ServerMessage], Joined | None]:
+    def accept(message: ServerMessage) -> Joined | None:
+        if isinstance(message, Refused) and message.request == request:
+            raise RefusedError(message.reason)
+        return message if isinstance(message, Joined) else None
+
+    return accept
+
+
+def http_url(ws_url: str) -> str:
+    """The server's HTTP base URL for its WebSocket URL."""
+    parts = urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return f"{scheme}://{parts.netloc}"
+
+
+async def guest_token(server_url: str, name: str) -> str:
+    """Ask a server for a guest token (POST /auth/guest).
+
+    Args:
+        server_url: the server's http:// or ws:// URL.
+        name: the display name the token carries.
+
+    Raises:
+        RefusedError: if the server does not hand out a token.
+    """
+    status, body = await http_request(server_url, "POST", "/auth/guest", json.dumps({"name": name}).encode())
+    answer = json.loads(body)
+    if status != 200:
+        raise RefusedError(f"guest token refused ({status}): {answer.get('error')}")
+    token: str = answer["token"]
+    return token
+
+
+async def http_request(server_url: str, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One plain-HTTP request to an Arena server on a fresh connection; returns the status and the body."""
+    parts = urlsplit(server_url)
+    if parts.hostname is None:
+        raise ValueError(f"expected a URL with a host, got {server_url!r}")
+    port = parts.port or 80
+    connection = h11.Connection(h11.CLIENT)
+    headers = [("Host", f"{parts.hostname}:{port}"), ("Content-Length", str(len(body))), ("Connection", "close")]
+    if body:
+        headers.append(("Content-Type", "application/json"))
+    stream = await trio.open_tcp_stream(parts.hostname, port)
+    async with stream:
+        outgoing = connection.send(h11.Request(method=method, target=path, headers=headers)) or b""
+        outgoing += connection.send(h11.Data(data=body)) or b""
+        outgoing += connection.send(h11.EndOfMessage()) or b""
+        await stream.send_all(outgoing)
+        status, received = 0, bytearray()
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                connection.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                received += event.data
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return status, bytes(received)
+
+
 @asynccontextmanager
 async def connect(
     url: str,
     *,
     name: str | None = "bot",
+    token: str | None = None,
+    authorization_header: bool = False,
     receive_buffer_bytes: int | None = None,
     message_queue_size: int = 64,
     timeout: float = 5.0,
@@ -109,23 +244,31 @@ async def connect(
 
     Args:
         url: the server's WebSocket URL, e.g. ws://127.0.0.1:8000/ws.
-        name: the display name to send in hello, or None to send nothing.
+        name: the display name; with no `token`, a guest token for this name is fetched first. None sends
+            no hello (and fetches no token).
+        token: the token to authenticate with.
+        authorization_header: send the token in the upgrade's Authorization header instead of in hello.
         receive_buffer_bytes: set the socket's receive buffer (SO_RCVBUF) before connecting, to make a
             client that stops reading back up quickly.
         message_queue_size: messages trio-websocket buffers before it stops reading the socket.
-        timeout: seconds to wait for the connection and the welcome.
+        timeout: seconds to wait for the connection, the welcome and the authentication.
     """
+    if token is None and name is not None:
+        token = await guest_token(url, name)
+    headers = [(b"Authorization", f"Bearer {token}".encode())] if authorization_header and token else None
     async with trio.open_nursery() as nursery:
         with trio.fail_after(timeout):
             stream, host, resource = await _open_stream(url, receive_buffer_bytes)
             try:
                 ws = await trio_websocket.wrap_client_stream(
-                    nursery, stream, host, resource, message_queue_size=message_queue_size
+                    nursery, stream, host, resource, extra_headers=headers, message_queue_size=message_queue_size
                 )
                 client = ArenaClient(ws)
                 await client.receive_until(lambda m: m if isinstance(m, Welcome) else None, timeout=timeout)
                 if name is not None:
-                    await client.send(Hello(protocol=PROTOCOL_VERSION, name=name))
+                    hello_token = None if authorization_header else token
+                    await client.send(Hello(protocol=PROTOCOL_VERSION, token=hello_token, name=name))
+                    await client.receive_until(lambda m: m if isinstance(m, Authenticated) else None, timeout=timeout)
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise

@@ -1,6 +1,7 @@
 """Arena's game: a pure, deterministic simulation. It never does I/O, never reads a clock, and draws all its
 randomness from a generator kept in the state, so `step(state, inputs)` depends on nothing else."""
 
+from game.ai import bot_input
 from game.events import Death, Event, Hit, MatchEnd, Respawn, ScoreLine
 from game.hashing import state_hash
 from game.rules import Rect, Rules
@@ -27,6 +28,7 @@ __all__ = [
     "Snapshot",
     "add_player",
     "apply",
+    "bot_input",
     "delta",
     "projectile_position",
     "remove_player",

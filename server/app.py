@@ -1,12 +1,15 @@
-"""The server: one port for the browser client, /healthz and the WebSocket endpoint /ws; sessions; drain.
+"""The server: one port for the browser client, /healthz, /matches, /auth/guest and the WebSocket endpoint
+/ws; authentication, matchmaking, sessions; drain.
 
 Rules: every connection runs in its own task and nursery, so nothing one client does can stop another; a
-handler never lets an exception escape to the listener; shutting down stops accepting, closes every client with
-1001 and waits at most `drain_timeout` for them.
+handler never lets an exception escape to the listener; a client is known by its token before it may do
+anything; one identity has at most one connection (the newer one wins); shutting down stops accepting,
+closes every client with 1001 and waits at most `drain_timeout` for them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -18,28 +21,55 @@ import h11
 import trio
 
 from game import PlayerInput, Rules
+from server.auth import Authenticator, AuthError, Identity
 from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode
 from server.config import ServerConfig
-from server.lobby import Lobby
-from server.match import TickStatistics
-from server.messages import PROTOCOL_VERSION, ClientMessage, Hello, Input, Join, Leave, Welcome
+from server.directory import InMemoryMatchDirectory
+from server.match import SeatError, TickStatistics
+from server.matchmaker import Matchmaker, MatchmakingError
+from server.messages import (
+    PROTOCOL_VERSION,
+    Authenticated,
+    Cancel,
+    Cancelled,
+    ClientMessage,
+    Hello,
+    Input,
+    Join,
+    Leave,
+    ListMatches,
+    Matches,
+    Queue,
+    Queued,
+    Refresh,
+    Refused,
+    Reserved,
+    Resume,
+    Spectate,
+    Welcome,
+    validate_display_name,
+)
 from server.session import Session
 from server.web import (
     BadRequestError,
     HttpRequest,
     close_gracefully,
     content_type_of,
+    read_body,
     read_request,
     respond,
     respond_json,
     static_file,
 )
-from server.websocket import accept_websocket
+from server.websocket import HandshakeRefusal, accept_websocket
 
 logger = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 WEBSOCKET_PATH = "/ws"
+MATCHMAKING_INTERVAL = 0.1
+QUEUE_STATUS_INTERVAL = 1.0
+MAX_GUEST_REQUEST_BYTES = 1024
 
 
 @attrs.define(eq=False)
@@ -47,16 +77,19 @@ class ArenaServer:
     config: ServerConfig
     rules: Rules = attrs.field(init=False)
     statistics: TickStatistics = attrs.field(factory=TickStatistics, init=False)
-    lobby: Lobby = attrs.field(init=False)
+    authenticator: Authenticator = attrs.field(init=False)
     sessions: set[Session] = attrs.field(factory=set, init=False)
+    sessions_by_subject: dict[str, Session] = attrs.field(factory=dict, init=False)
     close_codes: Counter[int] = attrs.field(factory=Counter, init=False)
-    _overflows_of_closed_sessions: int = attrs.field(default=0, init=False)
+    counters: Counter[str] = attrs.field(factory=Counter, init=False)
     port: int = attrs.field(default=0, init=False)
     draining: bool = attrs.field(default=False, init=False)
+    _directory: InMemoryMatchDirectory | None = attrs.field(default=None, init=False)
+    _matchmaker: Matchmaker | None = attrs.field(default=None, init=False)
     _started_at: float = attrs.field(factory=time.monotonic, init=False)
     _shutdown_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
-    _matches_nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+    _overflows_of_closed_sessions: int = attrs.field(default=0, init=False)
     _welcome_frame: bytes = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -64,10 +97,18 @@ class ArenaServer:
         self.rules = Rules(
             tick_rate=config.tick_rate, kill_limit=config.kill_limit, duration_seconds=config.match_seconds
         )
-        self.lobby = Lobby(
-            rules=self.rules, statistics=self.statistics, linger_seconds=config.match_linger_seconds, seed=config.seed
-        )
+        self.authenticator = Authenticator(config.auth)
         self._welcome_frame = encode(self._welcome())
+
+    @property
+    def directory(self) -> InMemoryMatchDirectory:
+        assert self._directory is not None, "the server is not running"
+        return self._directory
+
+    @property
+    def matchmaker(self) -> Matchmaker:
+        assert self._matchmaker is not None, "the server is not running"
+        return self._matchmaker
 
     async def run(self, *, task_status: trio.TaskStatus[ArenaServer] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until `shutdown()` is called, then drain.
@@ -77,7 +118,17 @@ class ArenaServer:
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            self._matches_nursery = nursery
+            self._directory = InMemoryMatchDirectory(
+                nursery=nursery,
+                rules=self.rules,
+                statistics=self.statistics,
+                linger_seconds=self.config.match_linger_seconds,
+                resume_window=self.config.resume_window,
+                seed=self.config.seed,
+            )
+            self._matchmaker = Matchmaker(
+                directory=self._directory, modes=self.config.modes, reservation_seconds=self.config.reservation_seconds
+            )
             accepting = trio.CancelScope()
 
             async def accept() -> None:
@@ -85,6 +136,7 @@ class ArenaServer:
                     await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
 
             nursery.start_soon(accept)
+            nursery.start_soon(self._matchmaking_loop)
             logger.info("Arena listening on http://%s:%d", self.config.host, self.port)
             task_status.started(self)
             await self._shutdown_requested.wait()
@@ -104,6 +156,7 @@ class ArenaServer:
         self._shutdown_requested.set()
 
     def health(self) -> dict[str, Any]:
+        directory = self._directory
         return {
             "status": "draining" if self.draining else "ok",
             "version": VERSION,
@@ -111,10 +164,12 @@ class ArenaServer:
             "uptime_seconds": round(time.monotonic() - self._started_at, 1),
             "tick_rate": self.config.tick_rate,
             "connections": len(self.sessions),
-            "matches": len(self.lobby.matches),
-            "players": self.lobby.player_count,
+            "matches": len(directory.matches) if directory else 0,
+            "players": directory.player_count if directory else 0,
+            "queued": len(list(self._matchmaker.queued())) if self._matchmaker else 0,
             "tick": self.statistics.summary(),
             "backlog_overflows": self._overflows_of_closed_sessions + sum(s.overflows for s in self.sessions),
+            "counters": dict(sorted(self.counters.items())),
             "close_codes": {str(code): count for code, count in sorted(self.close_codes.items())},
         }
 
@@ -140,6 +195,9 @@ class ArenaServer:
                 "min_players": rules.min_players,
                 "max_players": rules.max_players,
             },
+            modes=[
+                {"name": m.name, "min_players": m.min_players, "max_players": m.max_players} for m in self.config.modes
+            ],
             limits={
                 "max_message_bytes": MAX_CLIENT_MESSAGE_BYTES,
                 "max_messages_per_second": self.config.max_messages_per_second,
@@ -175,16 +233,25 @@ class ArenaServer:
             return
         connection, request = head
         if request.path == WEBSOCKET_PATH and request.is_websocket_upgrade:
-            await self._serve_websocket(stream, request.raw, request.after_head)
+            await self._serve_websocket(stream, request)
             return
         try:
             await self._answer_http(stream, connection, request)
+        except BadRequestError as error:
+            await respond(stream, connection, error.status, f"{error}\n".encode())
         finally:
             await close_gracefully(stream)
 
     async def _answer_http(self, stream: trio.SocketStream, connection: h11.Connection, request: HttpRequest) -> None:
         head_only = request.method == "HEAD"
-        if request.method not in ("GET", "HEAD"):
+        if request.path == "/auth/guest":
+            if request.method != "POST":
+                await respond(
+                    stream, connection, 405, b'POST a JSON object {"name": ...}\n', headers=(("Allow", "POST"),)
+                )
+                return
+            await self._issue_guest_token(stream, connection)
+        elif request.method not in ("GET", "HEAD"):
             await respond(stream, connection, 405, b"only GET and HEAD are served\n", headers=(("Allow", "GET, HEAD"),))
         elif request.path == WEBSOCKET_PATH:
             await respond(
@@ -197,6 +264,8 @@ class ArenaServer:
             )
         elif request.path == "/healthz":
             await respond_json(stream, connection, 200, self.health(), head_only=head_only)
+        elif request.path == "/matches":
+            await respond_json(stream, connection, 200, {"matches": self.directory.listing()}, head_only=head_only)
         else:
             file = static_file(self.config.client_dir, request.path)
             if file is None:
@@ -205,62 +274,244 @@ class ArenaServer:
                 body = await trio.Path(file).read_bytes()
                 await respond(stream, connection, 200, body, content_type=content_type_of(file), head_only=head_only)
 
-    async def _serve_websocket(self, stream: trio.SocketStream, request_head: bytes, after_head: bytes) -> None:
+    async def _issue_guest_token(self, stream: trio.SocketStream, connection: h11.Connection) -> None:
+        body = await read_body(stream, connection, max_bytes=MAX_GUEST_REQUEST_BYTES)
+        try:
+            request = json.loads(body or b"{}")
+            name = validate_display_name(request.get("name") if isinstance(request, dict) else None)
+            token, identity = self.authenticator.issue_guest(name)
+        except (ValueError, AuthError) as error:
+            status = 403 if isinstance(error, AuthError) else 400
+            await respond_json(stream, connection, status, {"error": str(error)})
+            return
+        self.counters["guest_tokens"] += 1
+        expires_in = round(identity.expires_at - time.time())
+        await respond_json(
+            stream,
+            connection,
+            200,
+            {"token": token, "player": identity.subject, "name": name, "expires_in": expires_in},
+        )
+
+    def _check_upgrade(self, headers: list[tuple[bytes, bytes]]) -> Identity | None:
+        """Verify a token sent as `Authorization: Bearer`; no header means the token comes in `hello`."""
+        authorization = next((value for key, value in headers if key.lower() == b"authorization"), None)
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HandshakeRefusal(401, "Authorization must be 'Bearer <token>'")
+        try:
+            return self.authenticator.verify(token.strip())
+        except AuthError as error:
+            self.counters["auth_refused"] += 1
+            raise HandshakeRefusal(401, f"authentication failed: {error}") from None
+
+    async def _serve_websocket(self, stream: trio.SocketStream, request: HttpRequest) -> None:
         host, port = stream.socket.getpeername()[:2]
         remote = f"{host}:{port}"
         async with trio.open_nursery() as nursery:
-            ws = await accept_websocket(
+            handshake = await accept_websocket(
                 nursery,
                 stream,
-                request_head,
-                after_head,
+                request.raw,
+                request.after_head,
+                check=self._check_upgrade,
                 max_message_size=MAX_CLIENT_MESSAGE_BYTES,
                 timeout=self.config.hello_timeout,
             )
-            if ws is None:
+            if handshake is None:
                 nursery.cancel_scope.cancel()
                 return
+            ws, identity = handshake
             session = Session(ws=ws, config=self.config, remote=remote)
             if self.draining:
                 session.close(CloseCode.GOING_AWAY, "server is shutting down")
             self.sessions.add(session)
             session.send_control(self._welcome_frame)
+            session.identity = identity
             try:
                 await session.run(self._handle_message)
             finally:
-                if session.match is not None:
-                    session.match.remove(session, reason="disconnected")
-                self.sessions.discard(session)
-                self._sessions_changed.set()
+                self._forget(session)
                 self.close_codes[session.close_code or CloseCode.NORMAL] += 1
                 self._overflows_of_closed_sessions += session.overflows
                 logger.info("session %d closed: %s %s", session.id, session.close_code, session.close_reason)
                 nursery.cancel_scope.cancel()
 
+    def _forget(self, session: Session) -> None:
+        """A session's connection is gone: free what it held (a held seat stays held for resuming)."""
+        subject = session.identity.subject if session.identity else None
+        if subject is not None and self.sessions_by_subject.get(subject) is session:
+            del self.sessions_by_subject[subject]
+            if self._matchmaker is not None:
+                self.matchmaker.cancel(subject)
+        if session.match is not None:
+            session.match.detach(session)
+        self.sessions.discard(session)
+        self._sessions_changed.set()
+
     def _handle_message(self, session: Session, message: ClientMessage) -> None:
         """Act on one valid message. Never blocks; raises ProtocolError for a message out of place."""
         if isinstance(message, Hello):
-            if session.name is not None:
-                raise ProtocolError(CloseCode.POLICY_VIOLATION, "hello was already sent")
-            if message.protocol != PROTOCOL_VERSION:
-                raise ProtocolError(
-                    CloseCode.UNSUPPORTED_PROTOCOL_VERSION,
-                    f"this server speaks protocol {PROTOCOL_VERSION}, not {message.protocol}",
-                )
-            session.name = message.name.strip()
+            self._hello(session, message)
             return
-        if session.name is None:
+        identity = session.identity
+        if session.name is None or identity is None:
             raise ProtocolError(CloseCode.POLICY_VIOLATION, "the first message must be hello")
+        subject = identity.subject
         if isinstance(message, Input):
             latest = session.latest_input
-            if session.match is not None and (latest is None or message.seq > latest.seq):
+            if session.player_id is not None and (latest is None or message.seq > latest.seq):
                 session.latest_input = PlayerInput(
                     seq=message.seq, move_x=message.mx, move_y=message.my, aim=float(message.aim), fire=message.fire
                 )
-        elif isinstance(message, Join):
+        elif isinstance(message, Refresh):
+            self._refresh(session, message.token)
+        elif isinstance(message, Queue):
             if session.match is not None:
-                session.match.remove(session, reason="joined_another")
-            assert self._matches_nursery is not None
-            self.lobby.join(session, self._matches_nursery)
-        elif isinstance(message, Leave) and session.match is not None:
-            session.match.remove(session, reason="left")
+                session.send_control(encode(Refused(request="queue", reason="leave your match first")))
+                return
+            try:
+                self.matchmaker.enqueue(subject, message.mode, now=trio.current_time())
+            except MatchmakingError as error:
+                session.send_control(encode(Refused(request="queue", reason=str(error))))
+                return
+            self._send_queue_status(session)
+        elif isinstance(message, Cancel):
+            if self.matchmaker.cancel(subject) is not None:
+                session.send_control(encode(Cancelled(reason="cancelled")))
+        elif isinstance(message, Join):
+            self._join(session, subject, message.reservation)
+        elif isinstance(message, Resume):
+            self._resume(session, subject, message.token)
+        elif isinstance(message, Spectate):
+            self._leave_current_match(session, reason="joined_another")
+            try:
+                self.directory.get(message.match).add_spectator(session)
+            except SeatError as error:
+                session.send_control(encode(Refused(request="spectate", reason=str(error))))
+        elif isinstance(message, ListMatches):
+            session.send_control(encode(Matches(matches=self.directory.listing())))
+        elif isinstance(message, Leave):
+            self._leave_current_match(session, reason="left")
+
+    def _hello(self, session: Session, hello: Hello) -> None:
+        if session.name is not None:
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, "hello was already sent")
+        if hello.protocol != PROTOCOL_VERSION:
+            raise ProtocolError(
+                CloseCode.UNSUPPORTED_PROTOCOL_VERSION,
+                f"this server speaks protocol {PROTOCOL_VERSION}, not {hello.protocol}",
+            )
+        identity = session.identity
+        if hello.token is not None:
+            identity = self._verify(hello.token)
+        if identity is None:
+            raise ProtocolError(
+                CloseCode.POLICY_VIOLATION, "authentication needed: send a token in hello or an Authorization header"
+            )
+        session.identity = identity
+        session.name = (hello.name or identity.name or "player").strip()
+        session.token_deadline = trio.current_time() + (identity.expires_at - time.time())
+        previous = self.sessions_by_subject.get(identity.subject)
+        self.sessions_by_subject[identity.subject] = session
+        if previous is not None and previous is not session:
+            self.counters["replaced_connections"] += 1
+            previous.close(4002, "replaced: the same player connected again elsewhere")
+            if previous.match is not None and previous.player_id is not None:
+                previous.match.take_over(previous, session)
+        expires_in = round(identity.expires_at - time.time(), 1)
+        session.send_control(encode(Authenticated(player=identity.subject, name=session.name, expires_in=expires_in)))
+
+    def _verify(self, token: str) -> Identity:
+        try:
+            return self.authenticator.verify(token)
+        except AuthError as error:
+            self.counters["auth_refused"] += 1
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, f"authentication failed: {error}") from None
+
+    def _refresh(self, session: Session, token: str) -> None:
+        identity = self._verify(token)
+        assert session.identity is not None
+        if identity.subject != session.identity.subject:
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, "refresh: the new token is for another player")
+        session.identity = identity
+        session.token_deadline = trio.current_time() + (identity.expires_at - time.time())
+        expires_in = round(identity.expires_at - time.time(), 1)
+        session.send_control(
+            encode(Authenticated(player=identity.subject, name=session.name or "", expires_in=expires_in))
+        )
+
+    def _join(self, session: Session, subject: str, reservation_id: str) -> None:
+        try:
+            reservation = self.matchmaker.redeem(reservation_id, subject, now=trio.current_time())
+            match = self.directory.get(reservation.match_id)
+            match.reservation_settled()
+            self._leave_current_match(session, reason="joined_another")
+            match.add_player(session, subject)
+        except (MatchmakingError, SeatError) as error:
+            self.counters["joins_refused"] += 1
+            session.send_control(encode(Refused(request="join", reason=str(error))))
+
+    def _resume(self, session: Session, subject: str, token: str) -> None:
+        try:
+            match = self.directory.find_by_resume_token(token)
+            if session.match is not match:
+                self._leave_current_match(session, reason="joined_another")
+            match.resume(session, subject, token)
+        except SeatError as error:
+            self.counters["resumes_refused"] += 1
+            session.send_control(encode(Refused(request="resume", reason=str(error))))
+            return
+        self.counters["resumes"] += 1
+
+    def _leave_current_match(self, session: Session, *, reason: str) -> None:
+        if session.match is not None:
+            session.match.remove(session, reason=reason)
+
+    def _send_queue_status(self, session: Session) -> None:
+        assert session.identity is not None
+        now = trio.current_time()
+        status = self.matchmaker.status(session.identity.subject, now=now)
+        ticket = self.matchmaker.ticket(session.identity.subject)
+        if status is None or ticket is None:
+            return
+        queued = Queued(
+            mode=ticket.mode,
+            position=status.position,
+            waiting=status.waiting,
+            estimated_wait=status.estimated_wait_seconds,
+        )
+        session.send_control(encode(queued))
+
+    async def _matchmaking_loop(self) -> None:
+        """Form matches from the queues, hand out reservations, expire unused ones, report queue positions."""
+        next_status_at = trio.current_time()
+        while True:
+            await trio.sleep(MATCHMAKING_INTERVAL)
+            now = trio.current_time()
+            for formed in self.matchmaker.form_matches(now=now):
+                self.counters["matches_formed"] += 1
+                self.counters["bots_added"] += formed.bots
+                for reservation in formed.reservations:
+                    session = self.sessions_by_subject.get(reservation.subject)
+                    if session is not None:
+                        reserved = Reserved(
+                            match=reservation.match_id,
+                            mode=reservation.mode,
+                            reservation=reservation.id,
+                            expires_in=round(reservation.expires_at - now, 1),
+                        )
+                        session.send_control(encode(reserved))
+            for expired in self.matchmaker.expire_reservations(now=now):
+                self.counters["reservations_expired"] += 1
+                match = self.directory.matches.get(expired.match_id)
+                if match is not None:
+                    match.reservation_settled()
+            if now >= next_status_at:
+                next_status_at = now + QUEUE_STATUS_INTERVAL
+                for ticket in self.matchmaker.queued():
+                    session = self.sessions_by_subject.get(ticket.subject)
+                    if session is not None:
+                        self._send_queue_status(session)

@@ -15,7 +15,21 @@ import attrs
 import msgpack
 
 from game import Death, Delta, Event, Hit, MatchEnd, Respawn, ScoreLine, Snapshot
-from server.messages import CLIENT_MESSAGE_TYPES, ClientMessage, Joined, Left, ServerMessage, Welcome
+from server.messages import (
+    CLIENT_MESSAGE_TYPES,
+    Authenticated,
+    Cancelled,
+    ClientMessage,
+    Joined,
+    Left,
+    Matches,
+    Queued,
+    Refused,
+    Reserved,
+    ServerMessage,
+    Spectating,
+    Welcome,
+)
 
 MAX_CLIENT_MESSAGE_BYTES = 4096
 """The largest frame a client may send; anything bigger is closed with 1009 (Colyseus and Nakama use 4 KiB)."""
@@ -71,7 +85,19 @@ def _map_without_duplicate_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
 
 
 _EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (Hit, Death, Respawn, MatchEnd)}
-_SERVER_MESSAGE_TYPES: dict[str, type[Welcome | Joined | Left]] = {cls.tag: cls for cls in (Welcome, Joined, Left)}
+_SERVER_MESSAGE_CLASSES = (
+    Welcome,
+    Authenticated,
+    Queued,
+    Cancelled,
+    Reserved,
+    Joined,
+    Spectating,
+    Left,
+    Matches,
+    Refused,
+)
+_SERVER_MESSAGE_TYPES: dict[str, type[ServerMessage]] = {cls.tag: cls for cls in _SERVER_MESSAGE_CLASSES}
 
 
 def encode(message: ServerMessage | ClientMessage) -> bytes:
@@ -131,7 +157,7 @@ def decode_client(data: bytes) -> ClientMessage:
     unknown = wire.keys() - known
     if unknown:
         raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"unknown field {sorted(unknown)[0]!r} in {tag}"[:100])
-    missing = known - wire.keys()
+    missing = {field.name for field in attrs.fields(message_type) if field.default is attrs.NOTHING} - wire.keys()
     if missing:
         raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"missing field {sorted(missing)[0]!r} in {tag}")
     try:

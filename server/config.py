@@ -6,6 +6,9 @@ from pathlib import Path
 
 import attrs
 
+from server.auth import AuthConfig
+from server.matchmaker import DEFAULT_MODES, Mode
+
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_web"
 
 
@@ -32,6 +35,10 @@ class ServerConfig:
         client_dir: the browser client's files, served at /.
         kill_limit, match_seconds: a match ends when a player reaches `kill_limit` kills or after this long.
         seed: the seed of every match's randomness, to reproduce a match; None draws a new seed per match.
+        auth: how tokens are verified, and whether guest tokens are handed out.
+        modes: the match modes players can queue for.
+        reservation_seconds: how long a seat reservation waits to be redeemed with `join`.
+        resume_window: how long a dropped player's seat is held for them to resume.
         simulated_latency: for development: seconds by which every frame the server sends is held back, to
             feel and test the client's netcode at a real network's round trip (the `ping` field includes it).
     """
@@ -55,3 +62,7 @@ class ServerConfig:
     match_seconds: int = 180
     seed: int | None = None
     simulated_latency: float = 0.0
+    auth: AuthConfig = attrs.field(factory=AuthConfig)
+    modes: tuple[Mode, ...] = DEFAULT_MODES
+    reservation_seconds: float = 15.0
+    resume_window: float = 20.0

@@ -1,10 +1,14 @@
 """A match runner: one trio task per match owns its state and runs the fixed-step tick loop.
 
-Rules of a tick: take each player's latest input in player-id order, step the game, build one delta, encode
-it once, and hand the same bytes to every player; a player who just joined or fell behind gets a full snapshot
-(also encoded once per tick) instead. Sending never waits on a client. The schedule is fixed: tick n is due at
-start + n / tick_rate; a late tick runs at once, and if the loop falls more than `MAX_CATCH_UP_TICKS` behind it
-skips ahead instead of bursting.
+Rules of a tick: take each player's latest input (or its bot's) in player-id order, step the game, build one
+delta, encode it once, and hand the same bytes to every player and spectator; whoever just arrived or fell
+behind gets a full snapshot (also encoded once per tick) instead. Sending never waits on a client. The schedule
+is fixed: tick n is due at start + n / tick_rate; a late tick runs at once, and if the loop falls more than
+`MAX_CATCH_UP_TICKS` behind it skips ahead instead of bursting.
+
+Seats: a player whose connection drops keeps the seat for `resume_window` seconds (standing idle, shown as
+"reconnecting"); the single-use resume token given with `joined` takes it back. A match runs while it has a
+human seat (connected or held) or a reservation still to be redeemed.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
+from typing import Any
 
 import attrs
 import trio
 
 import game
-from game import MatchState, Rules, Snapshot
+from game import MatchState, PlayerInput, Rules, Snapshot
 from game.snapshot import PLAYERS
 from server.codec import encode
-from server.messages import Joined, Left
+from server.matchmaker import Mode
+from server.messages import Joined, Left, Spectating
 from server.session import Session
 
 logger = logging.getLogger(__name__)
@@ -57,74 +63,207 @@ def _percentile_ms(samples: deque[float], fraction: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 3)
 
 
+class SeatError(Exception):
+    """A seat cannot be taken or taken back; the message says why."""
+
+
+@attrs.define(eq=False)
+class Seat:
+    player_id: int
+    subject: str | None
+    """The player's identity, or None for a server-side bot."""
+    session: Session | None = None
+    resume_token: str = attrs.field(factory=lambda: secrets.token_urlsafe(18))
+    held_until: float | None = None
+    """While the connection is gone: when the seat is released (trio time)."""
+
+    @property
+    def status(self) -> str:
+        if self.subject is None:
+            return "bot"
+        return "playing" if self.session is not None else "reconnecting"
+
+
 @attrs.define(eq=False)
 class Match:
     id: str
+    mode: Mode
     rules: Rules
     statistics: TickStatistics
     linger_seconds: float
-    seed: int = attrs.field(factory=lambda: secrets.randbits(64))
+    resume_window: float
+    seed: int
+    pending_reservations: int = 0
     state: MatchState = attrs.field(init=False)
-    _seats: dict[int, Session] = attrs.field(factory=dict, init=False)
+    seats: dict[int, Seat] = attrs.field(factory=dict, init=False)
+    spectators: set[Session] = attrs.field(factory=set, init=False)
+    resumes: int = attrs.field(default=0, init=False)
+    finished: bool = attrs.field(default=False, init=False)
     _next_player_id: int = attrs.field(default=1, init=False)
     _last_snapshot: Snapshot = attrs.field(init=False)
     _membership_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
-    finished: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.state = MatchState.initial(seed=self.seed, rules=self.rules)
         self._last_snapshot = game.snapshot(self.state)
 
-    @classmethod
-    def create(
-        cls, *, rules: Rules, statistics: TickStatistics, linger_seconds: float, seed: int | None = None
-    ) -> Match:
-        """A match with a fresh id, and a fresh seed unless `seed` is given."""
-        return cls(
-            id=secrets.token_urlsafe(6),
-            rules=rules,
-            statistics=statistics,
-            linger_seconds=linger_seconds,
-            seed=secrets.randbits(64) if seed is None else seed,
-        )
+    @property
+    def humans(self) -> list[Seat]:
+        return [seat for seat in self.seats.values() if seat.subject is not None]
 
     @property
-    def player_count(self) -> int:
-        return len(self._seats)
+    def bot_count(self) -> int:
+        return sum(1 for seat in self.seats.values() if seat.subject is None)
 
-    def has_free_seat(self) -> bool:
-        return not self.finished and not self.state.over and not self.state.full
+    def summary(self) -> dict[str, Any]:
+        """What match listings show."""
+        state = self.state
+        if state.over or self.finished:
+            phase, time_left = "over", 0.0
+        elif state.end_tick is None:
+            phase, time_left = "waiting", float(self.rules.duration_seconds)
+        else:
+            phase, time_left = "playing", max(0.0, (state.end_tick - state.tick) / self.rules.tick_rate)
+        return {
+            "id": self.id,
+            "mode": self.mode.name,
+            "players": len(self.humans),
+            "bots": self.bot_count,
+            "spectators": len(self.spectators),
+            "max_players": self.mode.max_players,
+            "state": phase,
+            "time_left": round(time_left, 1),
+        }
 
-    def add(self, session: Session) -> None:
-        """Seat a session that is in no match; it gets `joined` now and a full snapshot at the next tick."""
-        player_id = self._next_player_id
-        self._next_player_id += 1
+    def has_room(self) -> bool:
+        """Whether another reservation fits: not over, and seats plus pending reservations below the maximum."""
+        taken = len(self.seats) + self.pending_reservations
+        return not (self.finished or self.state.over) and taken < self.mode.max_players
+
+    def add_bot(self) -> None:
+        player_id = self._take_player_id()
+        self.state = game.add_player(self.state, player_id, f"bot {player_id}")
+        self.seats[player_id] = Seat(player_id=player_id, subject=None)
+
+    def add_player(self, session: Session, subject: str) -> None:
+        """Seat a session holding a redeemed reservation; it gets `joined` now, a full snapshot next tick.
+
+        Raises:
+            SeatError: if the match is over or full.
+        """
+        if self.finished or self.state.over:
+            raise SeatError("the match is over")
+        if self.state.full:
+            raise SeatError("the match is full")
+        player_id = self._take_player_id()
         self.state = game.add_player(self.state, player_id, session.name or f"player {player_id}")
-        self._seats[player_id] = session
-        session.match, session.player_id, session.latest_input = self, player_id, None
-        session.needs_snapshot = True
-        session.send_control(encode(Joined(match=self.id, player=player_id)))
+        seat = Seat(player_id=player_id, subject=subject)
+        self.seats[player_id] = seat
+        self._attach(seat, session, resumed=False)
         logger.info("match %s: %s joined as player %d", self.id, session.name, player_id)
 
+    def resume(self, session: Session, subject: str, token: str) -> None:
+        """Give a held seat back to its player, on a new connection.
+
+        Raises:
+            SeatError: if the token is not this match's, is another player's, or its window has passed.
+        """
+        seat = next((s for s in self.humans if s.resume_token == token), None)
+        if seat is None:
+            raise SeatError("unknown resume token: it was already used, or the seat was released")
+        if seat.subject != subject:
+            raise SeatError("this resume token belongs to another player")
+        if seat.session is not None:
+            seat.session.close(4002, "replaced: the same player resumed on another connection")
+            self.detach(seat.session)
+        if seat.held_until is not None and trio.current_time() > seat.held_until:
+            self._release(seat)
+            raise SeatError(f"the seat was released: the player did not come back within {self.resume_window:g} s")
+        self.resumes += 1
+        self._attach(seat, session, resumed=True)
+        logger.info("match %s: player %d resumed", self.id, seat.player_id)
+
+    def take_over(self, old: Session, new: Session) -> None:
+        """Move a seat to a newer connection of the same player (the older one is being closed)."""
+        seat = next((s for s in self.seats.values() if s.session is old), None)
+        if seat is not None:
+            self._attach(seat, new, resumed=True)
+
+    def add_spectator(self, session: Session) -> None:
+        if self.finished:
+            raise SeatError("the match is over")
+        self.spectators.add(session)
+        session.match = self
+        session.needs_snapshot = True
+        session.send_control(encode(Spectating(match=self.id, mode=self.mode.name)))
+
+    def detach(self, session: Session) -> None:
+        """The session's connection is gone: hold its seat for `resume_window` seconds."""
+        self.spectators.discard(session)
+        for seat in self.seats.values():
+            if seat.session is session:
+                seat.session = None
+                seat.held_until = trio.current_time() + self.resume_window
+                logger.info("match %s: player %d dropped; seat held %g s", self.id, seat.player_id, self.resume_window)
+        if session.match is self:
+            session.match, session.player_id, session.latest_input = None, None, None
+        self._membership_changed.set()
+
     def remove(self, session: Session, *, reason: str) -> None:
-        """Take a session out of the match and tell it why (if it is still connected)."""
-        player_id = session.player_id
-        if session.match is not self or player_id is None:
+        """The player leaves for good (or the spectator stops watching); tell the session why."""
+        if session.match is not self:
             return
-        del self._seats[player_id]
-        self.state = game.remove_player(self.state, player_id)
-        session.match, session.player_id = None, None
+        self.spectators.discard(session)
+        for seat in list(self.seats.values()):
+            if seat.session is session:
+                self._release(seat)
+        session.match, session.player_id, session.latest_input = None, None, None
         session.send_control(encode(Left(match=self.id, reason=reason)))
         self._membership_changed.set()
-        logger.info("match %s: player %d left (%s)", self.id, player_id, reason)
+
+    def reservation_settled(self) -> None:
+        """One reservation for this match was redeemed or expired."""
+        self.pending_reservations = max(0, self.pending_reservations - 1)
+        self._membership_changed.set()
+
+    def _take_player_id(self) -> int:
+        player_id = self._next_player_id
+        self._next_player_id += 1
+        return player_id
+
+    def _attach(self, seat: Seat, session: Session, *, resumed: bool) -> None:
+        if seat.session is not None and seat.session is not session:
+            seat.session.match, seat.session.player_id = None, None
+        seat.session, seat.held_until = session, None
+        seat.resume_token = secrets.token_urlsafe(18)
+        session.match, session.player_id, session.latest_input = self, seat.player_id, None
+        session.needs_snapshot = True
+        joined = Joined(
+            match=self.id,
+            mode=self.mode.name,
+            player=seat.player_id,
+            resume=seat.resume_token,
+            resumed=resumed,
+            resume_window=self.resume_window,
+        )
+        session.send_control(encode(joined))
+        self._membership_changed.set()
+
+    def _release(self, seat: Seat) -> None:
+        del self.seats[seat.player_id]
+        self.state = game.remove_player(self.state, seat.player_id)
+        logger.info("match %s: player %d's seat released", self.id, seat.player_id)
+
+    def _keeps_running(self) -> bool:
+        return bool(self.humans) or self.pending_reservations > 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Tick until the match is over (then linger) or empty."""
+        """Tick until the match is over (then linger) or has no one left to play for."""
         interval = 1 / self.rules.tick_rate
         deadline = trio.current_time()
         task_status.started()
         try:
-            while self._seats and not self.state.over:
+            while self._keeps_running() and not self.state.over:
                 deadline += interval
                 await trio.sleep_until(deadline)
                 started = trio.current_time()
@@ -139,26 +278,42 @@ class Match:
                 self.statistics.durations.append(trio.current_time() - started)
             if self.state.over:
                 with trio.move_on_after(self.linger_seconds):
-                    while self._seats:
+                    while any(seat.session for seat in self.seats.values()) or self.spectators:
                         self._membership_changed = trio.Event()
                         await self._membership_changed.wait()
         finally:
             self.finished = True
-            for session in list(self._seats.values()):
-                self.remove(session, reason="match_over" if self.state.over else "match_closed")
+            reason = "match_over" if self.state.over else "match_closed"
+            for session in [seat.session for seat in self.seats.values() if seat.session] + list(self.spectators):
+                self.remove(session, reason=reason)
 
     def tick(self) -> None:
-        """Advance the match one tick and send the result to every player."""
-        inputs = {pid: s.latest_input for pid, s in sorted(self._seats.items()) if s.latest_input is not None}
+        """Advance the match one tick and send the result to every player and spectator."""
+        now = trio.current_time()
+        for seat in list(self.seats.values()):
+            if seat.held_until is not None and now > seat.held_until:
+                self._release(seat)
+        inputs: dict[int, PlayerInput] = {}
+        for player_id, seat in sorted(self.seats.items()):
+            if seat.subject is None:
+                inputs[player_id] = game.bot_input(self.state, player_id)
+            elif seat.session is not None and seat.session.latest_input is not None:
+                inputs[player_id] = seat.session.latest_input
         self.state, events = game.step(self.state, inputs)
-        server_fields: dict[int, dict[str, int | str]] = {
-            pid: {"ping": s.rtt_ms, "ack": s.latest_input.seq if s.latest_input else 0}
-            for pid, s in self._seats.items()
-        }
+        server_fields: dict[int, dict[str, int | str]] = {}
+        for player_id, seat in self.seats.items():
+            session = seat.session
+            latest = session.latest_input if session else None
+            server_fields[player_id] = {
+                "ping": session.rtt_ms if session else 0,
+                "ack": latest.seq if latest else 0,
+                "status": seat.status,
+            }
         current = game.snapshot(self.state, events).with_fields(PLAYERS, server_fields)
         delta_frame = encode(game.delta(self._last_snapshot, current))
         snapshot_frame: bytes | None = None
-        for _, session in sorted(self._seats.items()):
+        receivers = [seat.session for _, seat in sorted(self.seats.items()) if seat.session] + list(self.spectators)
+        for session in receivers:
             if session.needs_snapshot:
                 snapshot_frame = snapshot_frame or encode(current)
                 session.needs_snapshot = False

@@ -44,32 +44,101 @@ def _boolean(instance: object, attribute: attrs.Attribute[bool], value: object) 
         raise ValueError(f"'{attribute.name}' must be true or false, got {value!r}")
 
 
-def _display_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+def validate_display_name(value: object) -> str:
+    """A display name as given, if it is one: 1 to 24 printable characters, not only spaces.
+
+    Raises:
+        ValueError: saying what is wrong with it.
+    """
     if type(value) is not str:
-        raise ValueError(f"'{attribute.name}' must be a string, got {type(value).__name__}")
+        raise ValueError(f"'name' must be a string, got {type(value).__name__}")
     if not 1 <= len(value.strip()) <= MAX_NAME_LENGTH or len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"'{attribute.name}' must be 1 to {MAX_NAME_LENGTH} characters, not only spaces")
+        raise ValueError(f"'name' must be 1 to {MAX_NAME_LENGTH} characters, not only spaces")
     if not value.isprintable():
-        raise ValueError(f"'{attribute.name}' must contain only printable characters")
+        raise ValueError("'name' must contain only printable characters")
+    return value
+
+
+def _display_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    validate_display_name(value)
 
 
 # Client -> server
 
 
+def _optional(validator: Any) -> Any:
+    return attrs.validators.optional(validator)
+
+
+def _string(max_length: int) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+        if type(value) is not str or not 1 <= len(value) <= max_length:
+            raise ValueError(f"'{attribute.name}' must be a string of 1 to {max_length} characters")
+
+    return check
+
+
 @attrs.frozen
 class Hello:
-    """The client's first message: which protocol it speaks and the name to show for it."""
+    """The client's first message: the protocol it speaks, its token (unless sent in the upgrade's
+    Authorization header) and, optionally, the name to show (else the token's name)."""
 
     tag: ClassVar[str] = "hello"
     protocol: int = attrs.field(validator=_integer(0, 2**16))
-    name: str = attrs.field(validator=_display_name)
+    token: str | None = attrs.field(default=None, validator=_optional(_string(2048)))
+    name: str | None = attrs.field(default=None, validator=_optional(_display_name))
+
+
+@attrs.frozen
+class Refresh:
+    """A new token for the same player, before the current one expires."""
+
+    tag: ClassVar[str] = "refresh"
+    token: str = attrs.field(validator=_string(2048))
+
+
+@attrs.frozen
+class Queue:
+    """Queue for a match of a mode ("duel", "ffa")."""
+
+    tag: ClassVar[str] = "queue"
+    mode: str = attrs.field(validator=_string(32))
+
+
+@attrs.frozen
+class Cancel:
+    """Leave the queue."""
+
+    tag: ClassVar[str] = "cancel"
 
 
 @attrs.frozen
 class Join:
-    """Join the first match with a free seat, or a new one (leaving the current match first, if any)."""
+    """Take the seat a reservation holds."""
 
     tag: ClassVar[str] = "join"
+    reservation: str = attrs.field(validator=_string(64))
+
+
+@attrs.frozen
+class Resume:
+    """Take back the seat held since this player's connection dropped."""
+
+    tag: ClassVar[str] = "resume"
+    token: str = attrs.field(validator=_string(64))
+
+
+@attrs.frozen
+class Spectate:
+    """Watch a running match: snapshots and deltas, no inputs."""
+
+    tag: ClassVar[str] = "spectate"
+    match: str = attrs.field(validator=_string(64))
+
+
+@attrs.frozen
+class ListMatches:
+    tag: ClassVar[str] = "list_matches"
 
 
 @attrs.frozen
@@ -86,13 +155,15 @@ class Input:
 
 @attrs.frozen
 class Leave:
-    """Leave the current match; the connection stays open and may join again."""
+    """Leave the current match (or stop watching it); the connection stays open and may queue again."""
 
     tag: ClassVar[str] = "leave"
 
 
-ClientMessage = Hello | Join | Input | Leave
-CLIENT_MESSAGE_TYPES: dict[str, type[ClientMessage]] = {cls.tag: cls for cls in (Hello, Join, Input, Leave)}
+ClientMessage = Hello | Refresh | Queue | Cancel | Join | Resume | Spectate | ListMatches | Input | Leave
+CLIENT_MESSAGE_TYPES: dict[str, type[ClientMessage]] = {
+    cls.tag: cls for cls in (Hello, Refresh, Queue, Cancel, Join, Resume, Spectate, ListMatches, Input, Leave)
+}
 
 
 # Server -> client
@@ -107,25 +178,109 @@ class Welcome:
     server: str
     tick_rate: int
     rules: dict[str, Any]
+    modes: list[dict[str, Any]]
     limits: dict[str, Any]
 
 
 @attrs.frozen
+class Authenticated:
+    """The server knows who the client is; `expires_in` is the token's remaining life in seconds."""
+
+    tag: ClassVar[str] = "authenticated"
+    player: str
+    name: str
+    expires_in: float
+
+
+@attrs.frozen
+class Queued:
+    """The client waits in the queue of `mode` (sent on queueing, then every second)."""
+
+    tag: ClassVar[str] = "queued"
+    mode: str
+    position: int
+    waiting: int
+    estimated_wait: float
+
+
+@attrs.frozen
+class Cancelled:
+    """The client is out of the queue; `reason` is "cancelled" or why the server took it out."""
+
+    tag: ClassVar[str] = "cancelled"
+    reason: str
+
+
+@attrs.frozen
+class Reserved:
+    """A seat waits in `match` until `expires_in` seconds have passed: send `join` with `reservation`."""
+
+    tag: ClassVar[str] = "reserved"
+    match: str
+    mode: str
+    reservation: str
+    expires_in: float
+
+
+@attrs.frozen
 class Joined:
-    """The client now plays in `match` as `player`; a full snapshot follows, then deltas."""
+    """The client plays in `match` as `player`; a full snapshot follows, then deltas. `resume` is the
+    single-use token that takes the seat back after a dropped connection (a new one comes with every `joined`)."""
 
     tag: ClassVar[str] = "joined"
     match: str
+    mode: str
     player: int
+    resume: str
+    resumed: bool
+    resume_window: float
+
+
+@attrs.frozen
+class Spectating:
+    tag: ClassVar[str] = "spectating"
+    match: str
+    mode: str
 
 
 @attrs.frozen
 class Left:
-    """The client is no longer in a match (it asked to leave, or the match closed); it may join again."""
+    """The client is no longer in a match (it asked to leave, or the match closed); it may queue again."""
 
     tag: ClassVar[str] = "left"
     match: str
     reason: str
 
 
-ServerMessage = Welcome | Joined | Left | Snapshot | Delta
+@attrs.frozen
+class Matches:
+    """The matches this server runs: a list of {"id", "mode", "players", "bots", "spectators", "state",
+    "time_left"}."""
+
+    tag: ClassVar[str] = "matches"
+    matches: list[dict[str, Any]]
+
+
+@attrs.frozen
+class Refused:
+    """A request was refused (the connection stays open): `request` names it, `reason` says why."""
+
+    tag: ClassVar[str] = "refused"
+    request: str
+    reason: str
+
+
+ServerMessage = (
+    Welcome
+    | Authenticated
+    | Queued
+    | Cancelled
+    | Reserved
+    | Joined
+    | Spectating
+    | Left
+    | Matches
+    | Refused
+    | Snapshot
+    | Delta
+)

@@ -18,6 +18,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from game import PlayerInput
+from server.auth import Identity
 from server.codec import CloseCode, ProtocolError, decode_client
 from server.config import ServerConfig
 from server.messages import ClientMessage
@@ -40,6 +41,9 @@ class Session:
     remote: str
     id: int = attrs.field(factory=lambda: next(_session_ids))
     name: str | None = None
+    identity: Identity | None = None
+    token_deadline: float = float("inf")
+    """When the identity's token expires, in trio time; the session is closed then unless refreshed."""
     match: Match | None = None
     player_id: int | None = None
     latest_input: PlayerInput | None = None
@@ -114,6 +118,7 @@ class Session:
             nursery.start_soon(self._keepalive_loop)
             nursery.start_soon(self._receive_loop, handle_message)
             nursery.start_soon(self._hello_deadline)
+            nursery.start_soon(self._token_expiry)
             await self._close_requested.wait()
             await self._close_websocket()
             nursery.cancel_scope.cancel()
@@ -166,6 +171,15 @@ class Session:
         await trio.sleep(self.config.hello_timeout)
         if self.name is None:
             self.close(CloseCode.POLICY_VIOLATION, f"no hello within {self.config.hello_timeout:g} s")
+
+    async def _token_expiry(self) -> None:
+        """Close the session when its token expires (a `refresh` moves the deadline)."""
+        while True:
+            now = trio.current_time()
+            if now >= self.token_deadline:
+                self.close(CloseCode.POLICY_VIOLATION, "token expired: reconnect with a new token")
+                return
+            await trio.sleep(min(1.0, self.token_deadline - now))
 
     async def _receive_loop(self, handle_message: MessageHandler) -> None:
         while True:

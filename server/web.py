@@ -100,6 +100,31 @@ def _bytes_after_upgrade_request(connection: h11.Connection) -> bytes:
     return bytes(connection.trailing_data[0])
 
 
+async def read_body(stream: trio.abc.Stream, connection: h11.Connection, *, max_bytes: int) -> bytes:
+    """The request's body (after `read_request`).
+
+    Raises:
+        BadRequestError: 413 if it is over `max_bytes`, 400 if it is malformed or cut short.
+    """
+    body = bytearray()
+    while True:
+        try:
+            event = connection.next_event()
+        except h11.RemoteProtocolError as error:
+            raise BadRequestError(error.error_status_hint, _describe(error)) from None
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+            connection.receive_data(bytes(data))
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > max_bytes:
+                raise BadRequestError(413, f"request body is over {max_bytes} bytes")
+        elif isinstance(event, h11.EndOfMessage):
+            return bytes(body)
+        else:
+            raise BadRequestError(400, "request body cut short")
+
+
 async def respond(
     stream: trio.abc.Stream,
     connection: h11.Connection | None,

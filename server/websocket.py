@@ -11,7 +11,8 @@ Two things trio-websocket does not do for a server on a shared port, done here:
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from typing import TypeVar
 
 import trio
 import trio_websocket
@@ -20,6 +21,17 @@ from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Event
 
 HANDSHAKE_RECEIVE_BYTES = 4096
+
+T = TypeVar("T")
+
+
+class HandshakeRefusal(Exception):
+    """Raised by a handshake check to refuse the upgrade with an HTTP status and a reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class _ServerProtocol(WSConnection):
@@ -86,9 +98,10 @@ async def accept_websocket(
     request_head: bytes,
     after_head: bytes,
     *,
+    check: Callable[[list[tuple[bytes, bytes]]], T],
     max_message_size: int,
     timeout: float,
-) -> trio_websocket.WebSocketConnection | None:
+) -> tuple[trio_websocket.WebSocketConnection, T] | None:
     """Complete the WebSocket handshake on a connection whose request head has been read already.
 
     Args:
@@ -96,11 +109,14 @@ async def accept_websocket(
         stream: the connection.
         request_head: the bytes of the request head, already read.
         after_head: whatever the client sent after the head, already read.
+        check: looks at the request's headers before accepting; its result is returned with the connection,
+            and a `HandshakeRefusal` it raises is answered with that HTTP status and reason.
         max_message_size: bigger messages are refused with close code 1009.
         timeout: seconds the handshake may take.
 
     Returns:
-        The open WebSocket, or None if the handshake was invalid (wsproto answered it with 400) or timed out.
+        The open WebSocket and what `check` returned, or None if the handshake was invalid (wsproto answered
+        it with 400), refused, or timed out.
     """
     replayed = _ReplayedStream(stream, request_head, after_head)
     ws = trio_websocket.WebSocketConnection(
@@ -118,7 +134,15 @@ async def accept_websocket(
 
         nursery.start_soon(read_until_handshake_ends)
         request = await ws._get_request()
+        try:
+            checked = check(request.headers)
+        except HandshakeRefusal as refusal:
+            body = f"{refusal.reason}\n".encode()
+            await request.reject(
+                refusal.status, extra_headers=[(b"Content-Type", b"text/plain; charset=utf-8")], body=body
+            )
+            return None
         accepted = await request.accept()
         replayed.handshake_complete.set()
-        return accepted
+        return accepted, checked
     return None

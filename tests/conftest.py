@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 
 import attrs
+import jwt
 import pytest
 import trio
 
 from server.app import ArenaServer
+from server.auth import AuthConfig
 from server.config import ServerConfig
+from server.matchmaker import Mode
 
-TEST_CONFIG = ServerConfig(port=0, hello_timeout=2.0, match_linger_seconds=1.0)
+TEST_SECRET = "arena-tests-only-secret-0123456789abcdef"
+"""The HS256 key the test servers verify tokens with, so tests can sign (and forge) tokens themselves."""
+
+
+def make_token(subject: str = "tester", *, name: str | None = None, key: str = TEST_SECRET, **claims: object) -> str:
+    """A token as a login service would sign it for the test servers; `claims` override or add claims."""
+    now = int(time.time())
+    payload: dict[str, object] = {"sub": subject, "iss": "arena", "aud": "arena", "iat": now, "exp": now + 3600}
+    if name is not None:
+        payload["name"] = name
+    payload.update(claims)
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm="HS256")
+
+
+DROP_IN = Mode(name="ffa", min_players=1, max_players=8, fill_after_seconds=0.0, backfill=True)
+"""An ffa that seats a lone player at once and everyone after in the same match: joining is immediate."""
+DUEL = Mode(name="duel", min_players=2, max_players=2, fill_after_seconds=1.0, fill_with_bots=True)
+
+TEST_CONFIG = ServerConfig(
+    port=0,
+    hello_timeout=2.0,
+    match_linger_seconds=1.0,
+    modes=(DROP_IN, DUEL),
+    auth=AuthConfig(verification_key=TEST_SECRET),
+)
 
 
 async def start_server(nursery: trio.Nursery, **overrides: object) -> ArenaServer:

@@ -19,7 +19,7 @@ from trio_websocket import CloseReason, ConnectionClosed
 from bots.client import ArenaClient, connect
 from game import Delta
 from server.app import ArenaServer
-from tests.conftest import ws_url
+from tests.conftest import make_token, ws_url
 from tests.server.rawws import http_get
 
 
@@ -33,8 +33,11 @@ def input_message(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in message.items() if value is not ...}
 
 
+RAW_TOKEN = make_token("raw-client")
+
+
 def hello_message(**fields: Any) -> dict[str, Any]:
-    message = {"t": "hello", "protocol": 1, "name": "bad", **fields}
+    message = {"t": "hello", "protocol": 1, "name": "bad", "token": RAW_TOKEN, **fields}
     return {key: value for key, value in message.items() if value is not ...}
 
 
@@ -63,7 +66,7 @@ def _nested_arrays(depth: int) -> bytes:
     return b"\x81\xa1t" + b"\x91" * depth + b"\xc0"
 
 
-_JOIN = packed({"t": "join"})
+_JOIN = packed({"t": "join", "reservation": "not-a-real-one"})
 _TOO_BIG = packed({"t": "hello", "protocol": 1, "name": "x" * 4070})  # 4,096 + 1 bytes: see the assertion below
 assert len(_TOO_BIG) == 4097, len(_TOO_BIG)
 
@@ -97,7 +100,7 @@ BAD_INPUTS = [
     bad("unknown field in input", packed(input_message(speed=9)), 1007, "speed"),
     bad("long non-ascii unknown field", packed({"t": "join", "é" * 120: 1}), 1007, "unknown field"),
     bad("missing field", packed(input_message(fire=...)), 1007, "fire"),
-    bad("hello without name", packed(hello_message(name=...)), 1007, "name", hello_first=False),
+    bad("hello without a token", packed(hello_message(token=...)), 1008, "token", hello_first=False),
     # wrong field types
     bad("mx as a string", packed(input_message(mx="1")), 1007, "mx"),
     bad("mx as a float", packed(input_message(mx=1.0)), 1007, "mx"),

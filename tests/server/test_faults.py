@@ -9,7 +9,8 @@ from trio_websocket import ConnectionClosed
 import game
 from bots.client import connect
 from server.app import ArenaServer
-from server.messages import Left
+from server.messages import Hello, Left
+from tests.conftest import make_token
 
 
 async def test_a_match_that_crashes_closes_its_players_and_the_server_goes_on(server, url, monkeypatch, caplog):
@@ -42,7 +43,8 @@ async def test_an_error_while_handling_a_message_closes_that_client_with_1011(se
     async with connect(url, name="bystander") as bystander:
         await bystander.join()
         monkeypatch.setattr(ArenaServer, "_handle_message", broken_handler)
-        async with connect(url, name="victim") as victim:
+        async with connect(url, name=None) as victim:
+            await victim.send(Hello(protocol=1, token=make_token("victim"), name="victim"))
             with pytest.raises(ConnectionClosed) as closed:
                 with trio.fail_after(3):
                     while True:

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from server.app import ArenaServer
+from tests.conftest import make_token
 from tests.server.rawws import (
     OP_BINARY,
     OP_CLOSE,
@@ -31,8 +32,8 @@ from tests.server.rawws import (
     upgrade_request,
 )
 
-HELLO = msgpack.packb({"t": "hello", "protocol": 1, "name": "raw"})
-JOIN = msgpack.packb({"t": "join"})
+HELLO = msgpack.packb({"t": "hello", "protocol": 1, "name": "raw", "token": make_token("raw-client")})
+QUEUE = msgpack.packb({"t": "queue", "mode": "ffa"})
 
 
 async def open_and_read_welcome(server: ArenaServer, *, extra: str = "") -> RawWebSocket:
@@ -146,13 +147,14 @@ async def test_frames_sent_with_the_handshake_are_not_lost(server_factory):
     key = b"dGhlIHNhbXBsZSBub25jZQ=="
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
     async with stream:
-        await stream.send_all(upgrade_request(server.port, key=key) + frame(OP_BINARY, HELLO) + frame(OP_BINARY, JOIN))
+        await stream.send_all(upgrade_request(server.port, key=key) + frame(OP_BINARY, HELLO) + frame(OP_BINARY, QUEUE))
         head, rest = await read_response_head(stream)
         status, _, _ = parse_response_head(head)
         assert status == 101
         ws = RawWebSocket(stream=stream, status=status, headers={}, buffer=bytearray(rest))
         assert (await receive_message(ws))["t"] == "welcome"
-        assert (await receive_message(ws, timeout=2))["t"] == "joined"
+        assert (await receive_message(ws, timeout=2))["t"] == "authenticated"
+        assert (await receive_message(ws, timeout=2))["t"] == "queued"
 
 
 async def test_a_message_in_fragments_with_a_ping_between_is_one_message(server: ArenaServer):
@@ -162,7 +164,7 @@ async def test_a_message_in_fragments_with_a_ping_between_is_one_message(server:
         await ws.send(frame(OP_PING, b"mid", fin=True))
         await ws.send(frame(OP_CONTINUATION, HELLO[5:10], fin=False))
         await ws.send(frame(OP_CONTINUATION, HELLO[10:], fin=True))
-        await ws.send(frame(OP_BINARY, JOIN))
+        await ws.send(frame(OP_BINARY, QUEUE))
         with trio.fail_after(2):
             while True:
                 received = await ws.receive_frame()
@@ -170,7 +172,8 @@ async def test_a_message_in_fragments_with_a_ping_between_is_one_message(server:
                 if received.opcode == OP_PONG:
                     assert received.payload == b"mid"
                     break
-        assert (await receive_message(ws))["t"] == "joined"
+        assert (await receive_message(ws))["t"] == "authenticated"
+        assert (await receive_message(ws))["t"] == "queued"
     finally:
         await ws.aclose()
 
