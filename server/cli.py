@@ -6,10 +6,12 @@ import argparse
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import trio
 
 from server.app import ArenaServer
+from server.auth import AuthConfig
 from server.config import ServerConfig
 
 
@@ -37,6 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="development: hold back every frame the server sends by this long, to try the netcode at a real "
         "round trip (default %(default)s)",
     )
+    auth = serve.add_argument_group("authentication")
+    auth.add_argument(
+        "--auth-algorithm",
+        default="HS256",
+        choices=["HS256", "RS256", "ES256"],
+        help="token signature (default %(default)s)",
+    )
+    auth.add_argument(
+        "--auth-secret-file", help="file holding the HS256 secret (default: a random secret, fine for guest tokens)"
+    )
+    auth.add_argument("--auth-public-key-file", help="PEM public key of your login service (RS256/ES256)")
+    auth.add_argument("--auth-issuer", default="arena", help="the 'iss' a token must carry (default %(default)s)")
+    auth.add_argument("--auth-audience", default="arena", help="the 'aud' a token must carry (default %(default)s)")
+    auth.add_argument(
+        "--no-guest-tokens", action="store_true", help="switch off POST /auth/guest (on by default, for development)"
+    )
+    serve.add_argument(
+        "--resume-seconds",
+        type=float,
+        default=defaults.resume_window,
+        help="how long a dropped player's seat is held for them to resume (default %(default)s)",
+    )
     serve.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
     )
@@ -54,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.simulate_latency_ms <= 10_000:
         print(f"arena: --simulate-latency-ms must be from 0 to 10000, got {args.simulate_latency_ms}", file=sys.stderr)
         return 2
+    try:
+        auth = _auth_config(args)
+    except (OSError, ValueError) as error:
+        print(f"arena: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig(
         host=args.host,
@@ -63,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         match_seconds=args.match_seconds,
         seed=args.seed,
         simulated_latency=args.simulate_latency_ms / 1000,
+        auth=auth,
+        resume_window=args.resume_seconds,
     )
     listen_error: OSError | None = None
     try:
@@ -74,6 +105,34 @@ def main(argv: list[str] | None = None) -> int:
         print("arena: pick another port with --port, or stop what is using it", file=sys.stderr)
         return 1
     return 0
+
+
+def _auth_config(args: argparse.Namespace) -> AuthConfig:
+    """The token settings from the command line.
+
+    Raises:
+        ValueError: if the options do not fit together; OSError if a key file cannot be read.
+    """
+    key: str | None = None
+    if args.auth_algorithm == "HS256":
+        if args.auth_public_key_file:
+            raise ValueError("--auth-public-key-file goes with RS256 or ES256; HS256 takes --auth-secret-file")
+        if args.auth_secret_file:
+            key = Path(args.auth_secret_file).read_text().strip()
+            if len(key) < 32:
+                raise ValueError(f"the secret in {args.auth_secret_file} is shorter than 32 characters")
+    else:
+        if not args.auth_public_key_file:
+            raise ValueError(f"{args.auth_algorithm} needs --auth-public-key-file (your login service's PEM key)")
+        key = Path(args.auth_public_key_file).read_text()
+    guest_tokens = not args.no_guest_tokens and args.auth_algorithm == "HS256"
+    return AuthConfig(
+        algorithm=args.auth_algorithm,
+        verification_key=key,
+        issuer=args.auth_issuer,
+        audience=args.auth_audience,
+        guest_tokens=guest_tokens,
+    )
 
 
 async def _serve(config: ServerConfig) -> None:
