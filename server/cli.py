@@ -8,11 +8,13 @@ import signal
 import sys
 from pathlib import Path
 
+import attrs
 import trio
 
 from server.app import ArenaServer
 from server.auth import AuthConfig
 from server.config import ServerConfig
+from server.matchmaker import DEFAULT_MODES, Mode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-guest-tokens", action="store_true", help="switch off POST /auth/guest (on by default, for development)"
     )
     serve.add_argument(
+        "--queue-wait",
+        type=float,
+        help="seconds a queue waits for more players before a match starts with fewer (or bots); "
+        "default: per mode (duel 10, ffa 5)",
+    )
+    serve.add_argument("--no-bots", action="store_true", help="never fill missing seats with server-side bots")
+    serve.add_argument(
         "--resume-seconds",
         type=float,
         default=defaults.resume_window,
@@ -74,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 1 <= args.tick_rate <= 240:
         print(f"arena: --tick-rate must be from 1 to 240, got {args.tick_rate}", file=sys.stderr)
+        return 2
+    if args.queue_wait is not None and not 0 <= args.queue_wait <= 600:
+        print(f"arena: --queue-wait must be from 0 to 600 seconds, got {args.queue_wait}", file=sys.stderr)
         return 2
     if not 0 <= args.simulate_latency_ms <= 10_000:
         print(f"arena: --simulate-latency-ms must be from 0 to 10000, got {args.simulate_latency_ms}", file=sys.stderr)
@@ -94,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         simulated_latency=args.simulate_latency_ms / 1000,
         auth=auth,
         resume_window=args.resume_seconds,
+        modes=_modes(args),
     )
     listen_error: OSError | None = None
     try:
@@ -105,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         print("arena: pick another port with --port, or stop what is using it", file=sys.stderr)
         return 1
     return 0
+
+
+def _modes(args: argparse.Namespace) -> tuple[Mode, ...]:
+    modes: tuple[Mode, ...] = DEFAULT_MODES
+    if args.queue_wait is not None:
+        modes = tuple(attrs.evolve(mode, fill_after_seconds=args.queue_wait) for mode in modes)
+    if args.no_bots:
+        modes = tuple(attrs.evolve(mode, fill_with_bots=False) for mode in modes)
+    return modes
 
 
 def _auth_config(args: argparse.Namespace) -> AuthConfig:
