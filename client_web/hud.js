@@ -1,0 +1,170 @@
+// The HTML around the canvas: the HUD bar, kill feed, notices and the overlays (start screen, scoreboard,
+// connection lost). Text is written only when it changes, so nothing reflows from frame to frame.
+
+import { playerColor } from "./render.js";
+
+const KILL_FEED_LENGTH = 5;
+const KILL_FEED_MS = 7000;
+
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+function show(element, visible) {
+  if (element.hidden === visible) element.hidden = !visible;
+}
+
+/** "2:05" for 125 seconds. */
+export function formatClock(seconds) {
+  const whole = Math.max(0, Math.ceil(seconds));
+  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
+}
+
+export class Hud {
+  constructor(doc = document) {
+    const byId = (id) => doc.getElementById(id);
+    this.elements = {
+      score: byId("hud-score"),
+      time: byId("hud-time"),
+      ping: byId("hud-ping"),
+      status: byId("hud-status"),
+      leave: byId("leave-button"),
+      notice: byId("notice"),
+      killFeed: byId("kill-feed"),
+      startScreen: byId("start-screen"),
+      startMessage: byId("start-message"),
+      nameInput: byId("name-input"),
+      nameError: byId("name-error"),
+      scoreboard: byId("scoreboard"),
+      scoreboardTitle: byId("scoreboard-title"),
+      scoreboardReason: byId("scoreboard-reason"),
+      scoreboardRows: byId("scoreboard-rows"),
+      playAgain: byId("play-again-button"),
+      connectionLost: byId("connection-lost"),
+      connectionLostReason: byId("connection-lost-reason"),
+    };
+  }
+
+  setScore(kills, deaths) {
+    setText(this.elements.score, kills === null ? "" : `Kills ${kills} · Deaths ${deaths}`);
+  }
+
+  /** Seconds left in the match, or null when there is no running clock. */
+  setTimeLeft(seconds) {
+    setText(this.elements.time, seconds === null ? "–:––" : formatClock(seconds));
+    this.elements.time.classList.toggle("urgent", seconds !== null && seconds <= 10);
+  }
+
+  setPing(ms) {
+    setText(this.elements.ping, ms === null ? "" : `${ms} ms`);
+  }
+
+  /** The connection state as a word or two; `kind` picks its colour. */
+  setStatus(text, kind) {
+    setText(this.elements.status, text);
+    if (this.elements.status.dataset.kind !== kind) this.elements.status.dataset.kind = kind;
+  }
+
+  showLeave(visible) {
+    show(this.elements.leave, visible);
+  }
+
+  /** A line in the middle of the arena (respawn countdown, waiting, reconnecting), or null for none. */
+  setNotice(text) {
+    setText(this.elements.notice, text ?? "");
+    show(this.elements.notice, Boolean(text));
+  }
+
+  addKill(killer, victim, { mine }) {
+    const item = document.createElement("li");
+    if (mine) item.classList.add("mine");
+    const name = (player) => {
+      const span = document.createElement("span");
+      span.className = "name";
+      span.textContent = player.name;
+      span.style.color = playerColor(player.id, 70);
+      return span;
+    };
+    const verb = document.createElement("span");
+    verb.className = "verb";
+    verb.textContent = "eliminated";
+    item.append(name(killer), verb, name(victim));
+    const feed = this.elements.killFeed;
+    feed.prepend(item);
+    while (feed.children.length > KILL_FEED_LENGTH) feed.lastElementChild.remove();
+    setTimeout(() => item.remove(), KILL_FEED_MS);
+  }
+
+  clearKillFeed() {
+    this.elements.killFeed.replaceChildren();
+  }
+
+  showStart(message = "") {
+    show(this.elements.startScreen, true);
+    setText(this.elements.startMessage, message);
+    show(this.elements.startMessage, Boolean(message));
+    this.elements.nameInput.focus();
+  }
+
+  hideStart() {
+    show(this.elements.startScreen, false);
+  }
+
+  get startVisible() {
+    return !this.elements.startScreen.hidden;
+  }
+
+  /** The game mode picked on the start screen. */
+  get selectedMode() {
+    return document.querySelector('input[name="mode"]:checked')?.value ?? "ffa";
+  }
+
+  setNameError(text) {
+    setText(this.elements.nameError, text);
+    show(this.elements.nameError, Boolean(text));
+  }
+
+  /** The end-of-match table from a `match_end` event. */
+  showScoreboard(matchEnd, localId) {
+    const { scoreboardTitle, scoreboardReason, scoreboardRows, scoreboard } = this.elements;
+    const winner = matchEnd.scoreboard.find((line) => line.player === matchEnd.winner);
+    let title = "Draw";
+    if (winner && winner.player === localId) title = "You win!";
+    else if (winner) title = `${winner.name} wins`;
+    setText(scoreboardTitle, title);
+    setText(scoreboardReason, matchEnd.reason === "kill_limit" ? "Kill limit reached" : "Time is up");
+    scoreboardRows.replaceChildren(
+      ...matchEnd.scoreboard.map((line, index) => {
+        const row = document.createElement("tr");
+        if (line.player === localId) row.classList.add("me");
+        if (line.player === matchEnd.winner) row.classList.add("winner");
+        for (const value of [index + 1, line.name, line.kills, line.deaths]) {
+          const cell = document.createElement("td");
+          cell.textContent = String(value);
+          row.append(cell);
+        }
+        row.children[1].style.color = playerColor(line.player, 72);
+        return row;
+      }),
+    );
+    show(scoreboard, true);
+    this.elements.playAgain.focus();
+  }
+
+  hideScoreboard() {
+    show(this.elements.scoreboard, false);
+  }
+
+  get scoreboardVisible() {
+    return !this.elements.scoreboard.hidden;
+  }
+
+  showConnectionLost(reason) {
+    setText(this.elements.connectionLostReason, reason);
+    show(this.elements.connectionLost, true);
+  }
+
+  hideConnectionLost() {
+    show(this.elements.connectionLost, false);
+  }
+}
