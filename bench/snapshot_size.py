@@ -31,35 +31,23 @@ from typing import Any
 import attrs
 import msgpack
 
-from game import Delta, Event, MatchState, PlayerInput, Rules, Snapshot, add_player, apply, delta, snapshot, step
+from game import Delta, MatchState, PlayerInput, Rules, Snapshot, add_player, apply, delta, snapshot, step
 from game.snapshot import MATCH, PLAYERS, PROJECTILES
+from server.codec import to_wire
 
 PLAYER_COUNT = 8
 REQUIRED_RATIO = 3.0
 DIRECTIONS = tuple((x, y) for x in (-1, 0, 1) for y in (-1, 0, 1) if x or y)
 
 
-def event_to_wire(event: Event) -> dict[str, Any]:
-    return {"e": event.kind, **attrs.asdict(event)}
-
-
 def snapshot_message(snap: Snapshot) -> dict[str, Any]:
-    return {
-        "t": "snapshot",
-        "tick": snap.tick,
-        "entities": snap.entities,
-        "events": [event_to_wire(e) for e in snap.events],
-    }
+    """The snapshot as the server sends it (server/codec.py)."""
+    return to_wire(snap)
 
 
 def delta_message(change: Delta) -> dict[str, Any]:
-    wire: dict[str, Any] = {"t": "delta", "tick": change.tick, "base": change.base_tick}
-    for key, section in (("add", change.added), ("change", change.changed), ("remove", change.removed)):
-        if section:
-            wire[key] = section
-    if change.events:
-        wire["events"] = [event_to_wire(e) for e in change.events]
-    return wire
+    """The delta as the server sends it (server/codec.py)."""
+    return to_wire(change)
 
 
 def packed_size(value: Any) -> int:
@@ -103,7 +91,7 @@ class Bots:
 
 @attrs.define(eq=False)
 class ServerFields:
-    """The server's own per-player fields: "ping" re-measured every 2 s per player, "ack" every tick."""
+    """The server's own per-player fields: "ping" re-measured every 2 s, "ack" every tick, "status" never."""
 
     rng: random.Random
     base_ping: dict[int, int] = attrs.Factory(dict)
@@ -116,7 +104,7 @@ class ServerFields:
                 self.ping[pid] = self.base_ping[pid]
             if (state.tick + 7 * pid) % (2 * state.rules.tick_rate) == 0:
                 self.ping[pid] = max(1, self.base_ping[pid] + self.rng.randint(-8, 8))
-        return {pid: {"ping": self.ping[pid], "ack": acks.get(pid, 0)} for pid in state.players}
+        return {pid: {"ping": self.ping[pid], "ack": acks.get(pid, 0), "status": "playing"} for pid in state.players}
 
 
 def summary(sizes: Sequence[int]) -> dict[str, float]:

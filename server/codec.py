@@ -102,11 +102,12 @@ _SERVER_MESSAGE_TYPES: dict[str, type[ServerMessage]] = {cls.tag: cls for cls in
 
 def encode(message: ServerMessage | ClientMessage) -> bytes:
     """The frame payload for `message`."""
-    packed: bytes = msgpack.packb(_to_wire(message))
+    packed: bytes = msgpack.packb(to_wire(message))
     return packed
 
 
-def _to_wire(message: ServerMessage | ClientMessage) -> dict[str, Any]:
+def to_wire(message: ServerMessage | ClientMessage) -> dict[str, Any]:
+    """The msgpack-ready map a message is sent as."""
     if isinstance(message, Snapshot):
         return {
             "t": "snapshot",

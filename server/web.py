@@ -64,30 +64,38 @@ async def read_request(stream: trio.abc.Stream) -> tuple[h11.Connection, HttpReq
     """
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
     raw = bytearray()
+    event = await _next_event(stream, connection, raw)
+    if isinstance(event, h11.Request):
+        path = unquote(event.target.decode("ascii", "replace").split("?", 1)[0])
+        request = HttpRequest(
+            method=event.method.decode("ascii", "replace"),
+            path=path,
+            headers=tuple((bytes(k), bytes(v)) for k, v in event.headers),
+            raw=bytes(raw),
+        )
+        if request.is_websocket_upgrade:
+            after_head = _bytes_after_upgrade_request(connection)
+            head = bytes(raw[: len(raw) - len(after_head)])
+            request = attrs.evolve(request, raw=head, after_head=after_head)
+        return connection, request
+    return None
+
+
+async def _next_event(
+    stream: trio.abc.Stream, connection: h11.Connection, received: bytearray | None = None
+) -> h11.Event | type[h11.PAUSED]:
+    """The next h11 event, reading from the stream as needed (and keeping what was read in `received`)."""
     while True:
         try:
             event = connection.next_event()
         except h11.RemoteProtocolError as error:
             raise BadRequestError(error.error_status_hint, _describe(error)) from None
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
-            raw += data
-            connection.receive_data(bytes(data))
-            continue
-        if isinstance(event, h11.Request):
-            path = unquote(event.target.decode("ascii", "replace").split("?", 1)[0])
-            request = HttpRequest(
-                method=event.method.decode("ascii", "replace"),
-                path=path,
-                headers=tuple((bytes(k), bytes(v)) for k, v in event.headers),
-                raw=bytes(raw),
-            )
-            if request.is_websocket_upgrade:
-                after_head = _bytes_after_upgrade_request(connection)
-                head = bytes(raw[: len(raw) - len(after_head)])
-                request = attrs.evolve(request, raw=head, after_head=after_head)
-            return connection, request
-        return None
+        if event is not h11.NEED_DATA:
+            return event  # type: ignore[return-value]  # mypy cannot narrow away the NEED_DATA sentinel
+        data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+        if received is not None:
+            received += data
+        connection.receive_data(bytes(data))
 
 
 def _bytes_after_upgrade_request(connection: h11.Connection) -> bytes:
@@ -108,14 +116,8 @@ async def read_body(stream: trio.abc.Stream, connection: h11.Connection, *, max_
     """
     body = bytearray()
     while True:
-        try:
-            event = connection.next_event()
-        except h11.RemoteProtocolError as error:
-            raise BadRequestError(error.error_status_hint, _describe(error)) from None
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
-            connection.receive_data(bytes(data))
-        elif isinstance(event, h11.Data):
+        event = await _next_event(stream, connection)
+        if isinstance(event, h11.Data):
             body += event.data
             if len(body) > max_bytes:
                 raise BadRequestError(413, f"request body is over {max_bytes} bytes")
