@@ -361,10 +361,10 @@ class ArenaServer:
             raise ProtocolError(CloseCode.POLICY_VIOLATION, "the first message must be hello")
         subject = identity.subject
         if isinstance(message, Input):
-            latest = session.latest_input
-            if session.player_id is not None and (latest is None or message.seq > latest.seq):
-                session.latest_input = PlayerInput(
-                    seq=message.seq, move_x=message.mx, move_y=message.my, aim=float(message.aim), fire=message.fire
+            if session.player_id is not None:
+                move_x, move_y, aim = message.mx, message.my, float(message.aim)
+                session.receive_input(
+                    PlayerInput(seq=message.seq, move_x=move_x, move_y=move_y, aim=aim, fire=message.fire)
                 )
         elif isinstance(message, Refresh):
             self._refresh(session, message.token)

@@ -1,6 +1,7 @@
 """A match runner: one trio task per match owns its state and runs the fixed-step tick loop.
 
-Rules of a tick: take each player's latest input (or its bot's) in player-id order, step the game, build one
+Rules of a tick: take each player's next input (one per tick, in the order sent; the last one holds while
+none waits) or its bot's, in player-id order, step the game, build one
 delta, encode it once, and hand the same bytes to every player and spectator; whoever just arrived or fell
 behind gets a full snapshot (also encoded once per tick) instead. Sending never waits on a client. The schedule
 is fixed: tick n is due at start + n / tick_rate; a late tick runs at once, and if the loop falls more than
@@ -206,7 +207,8 @@ class Match:
                 seat.held_until = trio.current_time() + self.resume_window
                 logger.info("match %s: player %d dropped; seat held %g s", self.id, seat.player_id, self.resume_window)
         if session.match is self:
-            session.match, session.player_id, session.latest_input = None, None, None
+            session.match, session.player_id = None, None
+            session.reset_inputs()
         self._membership_changed.set()
 
     def remove(self, session: Session, *, reason: str) -> None:
@@ -217,7 +219,8 @@ class Match:
         for seat in list(self.seats.values()):
             if seat.session is session:
                 self._release(seat)
-        session.match, session.player_id, session.latest_input = None, None, None
+        session.match, session.player_id = None, None
+        session.reset_inputs()
         session.send_control(encode(Left(match=self.id, reason=reason)))
         self._membership_changed.set()
 
@@ -236,7 +239,8 @@ class Match:
             seat.session.match, seat.session.player_id = None, None
         seat.session, seat.held_until = session, None
         seat.resume_token = secrets.token_urlsafe(18)
-        session.match, session.player_id, session.latest_input = self, seat.player_id, None
+        session.match, session.player_id = self, seat.player_id
+        session.reset_inputs()
         session.needs_snapshot = True
         joined = Joined(
             match=self.id,
@@ -297,8 +301,10 @@ class Match:
         for player_id, seat in sorted(self.seats.items()):
             if seat.subject is None:
                 inputs[player_id] = game.bot_input(self.state, player_id)
-            elif seat.session is not None and seat.session.latest_input is not None:
-                inputs[player_id] = seat.session.latest_input
+            elif seat.session is not None:
+                player_input = seat.session.next_input()
+                if player_input is not None:
+                    inputs[player_id] = player_input
         self.state, events = game.step(self.state, inputs)
         server_fields: dict[int, dict[str, int | str]] = {}
         for player_id, seat in self.seats.items():

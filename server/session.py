@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 _session_ids = itertools.count(1)
 
+INPUT_QUEUE_LENGTH = 3
+"""Inputs a player may have waiting: enough to absorb network jitter (two inputs landing in one tick), few
+enough that a client sending faster than the tick rate is at most this many ticks behind (older ones drop)."""
+
 MessageHandler = Callable[["Session", ClientMessage], None]
 
 
@@ -47,6 +51,9 @@ class Session:
     match: Match | None = None
     player_id: int | None = None
     latest_input: PlayerInput | None = None
+    """The input the match applied last; it holds while no newer one waits."""
+    pending_inputs: deque[PlayerInput] = attrs.field(factory=lambda: deque(maxlen=INPUT_QUEUE_LENGTH))
+    """Inputs received and not applied yet, oldest first; the match applies one per tick."""
     rtt_ms: int = 0
     needs_snapshot: bool = False
     frames_sent: int = 0
@@ -171,6 +178,23 @@ class Session:
         await trio.sleep(self.config.hello_timeout)
         if self.name is None:
             self.close(CloseCode.POLICY_VIOLATION, f"no hello within {self.config.hello_timeout:g} s")
+
+    def receive_input(self, player_input: PlayerInput) -> None:
+        """Queue an input for the match; one older than the newest received is late, and ignored."""
+        newest = self.pending_inputs[-1] if self.pending_inputs else self.latest_input
+        if newest is None or player_input.seq > newest.seq:
+            self.pending_inputs.append(player_input)
+
+    def next_input(self) -> PlayerInput | None:
+        """The input to apply this tick: the oldest waiting one, else the last one again."""
+        if self.pending_inputs:
+            self.latest_input = self.pending_inputs.popleft()
+        return self.latest_input
+
+    def reset_inputs(self) -> None:
+        """Forget all inputs (the session left its seat, or took one)."""
+        self.latest_input = None
+        self.pending_inputs.clear()
 
     async def _token_expiry(self) -> None:
         """Close the session when its token expires (a `refresh` moves the deadline)."""

@@ -145,3 +145,21 @@ async def test_the_ninth_player_starts_a_new_match(server, url):
         health = server.health()
         assert health["matches"] == 2 and health["players"] == 9
         done.set()
+
+
+async def test_inputs_that_arrive_together_are_applied_one_per_tick_in_order(server, url):
+    async with connect(url, name="jittery") as client:
+        await client.join()
+        first = await client.send_input(mx=1)
+        second = await client.send_input(mx=1, my=1)
+        third = await client.send_input()
+        acks: list[int] = []
+
+        def record_ack_until_the_third(message: object) -> bool | None:
+            if isinstance(message, game.Delta):
+                acks.append(int(client.me()["ack"]))
+            return True if acks and acks[-1] == third else None
+
+        await client.receive_until(record_ack_until_the_third)
+        applied = [ack for ack in acks if ack]
+        assert applied == [first, second, third]  # one per tick: none lost, none repeated
