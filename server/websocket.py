@@ -118,6 +118,8 @@ async def accept_websocket(
         The open WebSocket and what `check` returned, or None if the handshake was invalid (wsproto answered
         it with 400), refused, or timed out.
     """
+    # What `trio_websocket.wrap_server_stream` does, with our wsproto connection and stream: it builds its own
+    # wsproto connection, so its two private steps are called here (pyproject pins trio-websocket < 0.13).
     replayed = _ReplayedStream(stream, request_head, after_head)
     ws = trio_websocket.WebSocketConnection(
         replayed,
