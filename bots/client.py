@@ -17,7 +17,7 @@ import attrs
 import h11
 import trio
 import trio_websocket
-from trio_websocket import WebSocketConnection
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 
 from game import Delta, Snapshot, apply
 from server.codec import CloseCode, ProtocolError, decode_server, encode
@@ -109,6 +109,20 @@ class ArenaClient:
                 if result is not None:
                     return result
 
+    async def receive_until_closed(self, *, timeout: float = 5.0) -> CloseReason:
+        """Receive (and apply) messages until the server closes the connection; returns its close code and reason.
+
+        Raises:
+            trio.TooSlowError: if the connection is still open after `timeout` seconds.
+        """
+        with trio.fail_after(timeout):
+            try:
+                while True:
+                    await self.receive()
+            except ConnectionClosed as closed:
+                assert closed.reason is not None
+                return closed.reason
+
     async def queue(self, mode: str = "ffa", *, timeout: float = 10.0) -> Reserved:
         """Queue for a mode and wait for a seat reservation.
 
@@ -116,7 +130,7 @@ class ArenaClient:
             RefusedError: if the server refuses to queue this client.
         """
         await self.send(Queue(mode=mode))
-        return await self.receive_until(_reserved_or_refusal("queue"), timeout=timeout)
+        return await self.receive_until(_reply_or_refusal("queue", Reserved), timeout=timeout)
 
     async def redeem(self, reservation: str, *, timeout: float = 5.0) -> Joined:
         """Take a reserved seat and wait for the first full snapshot of the match.
@@ -125,7 +139,7 @@ class ArenaClient:
             RefusedError: if the reservation is refused.
         """
         await self.send(Join(reservation=reservation))
-        joined = await self.receive_until(_joined_or_refusal("join"), timeout=timeout)
+        joined = await self.receive_until(_reply_or_refusal("join", Joined), timeout=timeout)
         await self.receive_until(lambda m: m if isinstance(m, Snapshot) else None, timeout=timeout)
         return joined
 
@@ -141,7 +155,7 @@ class ArenaClient:
             RefusedError: if the server refuses the resume.
         """
         await self.send(Resume(token=token))
-        joined = await self.receive_until(_joined_or_refusal("resume"), timeout=timeout)
+        joined = await self.receive_until(_reply_or_refusal("resume", Joined), timeout=timeout)
         await self.receive_until(lambda m: m if isinstance(m, Snapshot) else None, timeout=timeout)
         return joined
 
@@ -165,20 +179,16 @@ class ArenaClient:
         return dict(self.view.entities.get("players", {}).get(self.player, {})) or None
 
 
-def _reserved_or_refusal(request: str) -> Callable[[ServerMessage], Reserved | None]:
-    def accept(message: ServerMessage) -> Reserved | None:
+R = TypeVar("R", Reserved, Joined)
+
+
+def _reply_or_refusal(request: str, reply_type: type[R]) -> Callable[[ServerMessage], R | None]:
+    """Accepts the reply to `request`, and raises RefusedError if the server refused it instead."""
+
+    def accept(message: ServerMessage) -> R | None:
         if isinstance(message, Refused) and message.request == request:
             raise RefusedError(message.reason)
-        return message if isinstance(message, Reserved) else None
-
-    return accept
-
-
-def _joined_or_refusal(request: str) -> Callable[[ServerMessage], Joined | None]:
-    def accept(message: ServerMessage) -> Joined | None:
-        if isinstance(message, Refused) and message.request == request:
-            raise RefusedError(message.reason)
-        return message if isinstance(message, Joined) else None
+        return message if isinstance(message, reply_type) else None
 
     return accept
 
