@@ -18,6 +18,9 @@ import h11
 import trio
 import trio_websocket
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import Event, Pong
 
 from game import Delta, Snapshot, apply
 from server.codec import CloseCode, ProtocolError, decode_server, encode
@@ -40,6 +43,19 @@ from server.messages import (
 )
 
 M = TypeVar("M")
+
+
+class _ClientProtocol(WSConnection):
+    """wsproto's connection, except that a ping arriving after this side sent Close goes unanswered.
+
+    RFC 6455 section 5.5.1 lets no frame follow a Close; wsproto refuses to make such a pong and trio-websocket,
+    which answers every ping, would then fail its reader task when a server's keepalive ping crosses our Close.
+    """
+
+    def send(self, event: Event) -> bytes:
+        if isinstance(event, Pong) and self.state is not ConnectionState.OPEN:
+            return b""
+        return super().send(event)
 
 
 class RefusedError(Exception):
@@ -273,32 +289,73 @@ async def connect(
     """
     if token is None and name is not None:
         token = await guest_token(url, name)
-    headers = [(b"Authorization", f"Bearer {token}".encode())] if authorization_header and token else None
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(timeout):
-            stream, host, resource = await _open_stream(url, receive_buffer_bytes)
+    opened = False
+    try:
+        async with trio.open_nursery() as nursery:
+            client, stream = await _open_client(
+                nursery,
+                url,
+                name=name,
+                token=token,
+                authorization_header=authorization_header,
+                receive_buffer_bytes=receive_buffer_bytes,
+                message_queue_size=message_queue_size,
+                timeout=timeout,
+            )
+            opened = True
             try:
-                ws = await trio_websocket.wrap_client_stream(
-                    nursery, stream, host, resource, extra_headers=headers, message_queue_size=message_queue_size
-                )
-                client = ArenaClient(ws, stream)
-                await client.receive_until(lambda m: m if isinstance(m, Welcome) else None, timeout=timeout)
-                if name is not None:
-                    hello_token = None if authorization_header else token
-                    await client.send(Hello(protocol=PROTOCOL_VERSION, token=hello_token, name=name))
-                    await client.receive_until(lambda m: m if isinstance(m, Authenticated) else None, timeout=timeout)
-            except BaseException:
+                yield client
+            finally:
+                with trio.move_on_after(2) as scope:
+                    scope.shield = True
+                    await client.ws.aclose()
+                # trio-websocket leaves a client's socket open when the server closed first
                 await trio.aclose_forcefully(stream)
-                raise
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # a failure to connect (refused, rejected handshake, timeout) is raised as itself, not as a group
+        if not opened and len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+async def _open_client(
+    nursery: trio.Nursery,
+    url: str,
+    *,
+    name: str | None,
+    token: str | None,
+    authorization_header: bool,
+    receive_buffer_bytes: int | None,
+    message_queue_size: int,
+    timeout: float,
+) -> tuple[ArenaClient, trio.SocketStream]:
+    """Connect, read the welcome and, with a name, say hello and wait to be authenticated."""
+    headers = [(b"Authorization", f"Bearer {token}".encode())] if authorization_header and token else None
+    with trio.fail_after(timeout):
+        stream, host, resource = await _open_stream(url, receive_buffer_bytes)
         try:
-            yield client
-        finally:
-            with trio.move_on_after(2) as scope:
-                scope.shield = True
-                await ws.aclose()
-            # trio-websocket leaves a client's socket open when the server closed first
+            # trio_websocket.wrap_client_stream, with a wsproto connection that will not answer pings after Close
+            ws = trio_websocket.WebSocketConnection(
+                stream,
+                _ClientProtocol(ConnectionType.CLIENT),
+                host=host,
+                path=resource,
+                client_extra_headers=headers,
+                message_queue_size=message_queue_size,
+            )
+            nursery.start_soon(ws._reader_task)
+            await ws._open_handshake.wait()
+            client = ArenaClient(ws, stream)
+            await client.receive_until(lambda m: m if isinstance(m, Welcome) else None, timeout=timeout)
+            if name is not None:
+                hello_token = None if authorization_header else token
+                await client.send(Hello(protocol=PROTOCOL_VERSION, token=hello_token, name=name))
+                await client.receive_until(lambda m: m if isinstance(m, Authenticated) else None, timeout=timeout)
+        except BaseException:
             await trio.aclose_forcefully(stream)
-            nursery.cancel_scope.cancel()
+            raise
+    return client, stream
 
 
 async def _open_stream(url: str, receive_buffer_bytes: int | None) -> tuple[trio.SocketStream, str, str]:

@@ -414,6 +414,8 @@ class ArenaServer:
         session.identity = identity
         session.name = (hello.name or identity.name or "player").strip()
         session.token_deadline = trio.current_time() + (identity.expires_at - time.time())
+        expires_in = round(identity.expires_at - time.time(), 1)
+        session.send_control(encode(Authenticated(player=identity.subject, name=session.name, expires_in=expires_in)))
         previous = self.sessions_by_subject.get(identity.subject)
         self.sessions_by_subject[identity.subject] = session
         if previous is not None and previous is not session:
@@ -421,8 +423,6 @@ class ArenaServer:
             previous.close(4002, "replaced: the same player connected again elsewhere")
             if previous.match is not None and previous.player_id is not None:
                 previous.match.take_over(previous, session)
-        expires_in = round(identity.expires_at - time.time(), 1)
-        session.send_control(encode(Authenticated(player=identity.subject, name=session.name, expires_in=expires_in)))
 
     def _verify(self, token: str) -> Identity:
         try:
