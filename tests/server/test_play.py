@@ -13,11 +13,11 @@ from server.messages import Left
 from tests.conftest import ws_url
 
 
-def _aim(shooter: dict[str, int | str], target: dict[str, int | str]) -> float:
+def aim_at(shooter: dict[str, int | str], target: dict[str, int | str]) -> float:
     return math.atan2(int(target["y"]) - int(shooter["y"]), int(target["x"]) - int(shooter["x"]))
 
 
-def _seed_where_player_1_can_kill_player_2_from_spawn() -> int:
+def seed_where_player_1_can_kill_player_2_from_spawn() -> int:
     """A seed whose first two spawn points have a clear line of fire, found with the pure simulation."""
     for seed in range(1000):
         state = game.MatchState.initial(seed=seed)
@@ -40,7 +40,7 @@ async def _receive_for(client: ArenaClient, seconds: float) -> list[object]:
 
 
 async def test_two_players_see_each_other_move_shoot_score_and_the_match_end(server_factory):
-    server = await server_factory(seed=_seed_where_player_1_can_kill_player_2_from_spawn(), match_seconds=4)
+    server = await server_factory(seed=seed_where_player_1_can_kill_player_2_from_spawn(), match_seconds=4)
     url = ws_url(server)
     async with connect(url, name="alice") as alice, connect(url, name="bob") as bob:
         joined_alice = await alice.join()
@@ -53,7 +53,7 @@ async def test_two_players_see_each_other_move_shoot_score_and_the_match_end(ser
         # alice shoots bob from where she stands until bob dies; bob sees the projectiles, hits and death
         await alice.receive_until(lambda m: True if b in alice.view.entities["players"] else None)
         bob_seen_by_alice = alice.view.entities["players"][b]
-        seq = await alice.send_input(aim=_aim(alice.me(), bob_seen_by_alice), fire=True)
+        seq = await alice.send_input(aim=aim_at(alice.me(), bob_seen_by_alice), fire=True)
         events: list[game.Event] = []
         projectile_ids: set[int] = set()
 

@@ -1,0 +1,98 @@
+"""A dropped connection does not cost a player the match: the seat waits, and the resume token takes it back."""
+
+from __future__ import annotations
+
+from bots.client import ArenaClient, RefusedError, connect
+from tests.conftest import make_token, ws_url
+from tests.server.test_play import aim_at, seed_where_player_1_can_kill_player_2_from_spawn
+
+
+async def _status_seen_by(client: ArenaClient, player: int, status: str) -> None:
+    def seen(message: object) -> bool | None:
+        players = client.view.entities["players"] if client.view else {}
+        return True if player in players and players[player]["status"] == status else None
+
+    await client.receive_until(seen, timeout=3)
+
+
+async def test_a_cut_connection_resumes_the_same_seat_with_its_score(server_factory):
+    server = await server_factory(resume_window=5.0, seed=seed_where_player_1_can_kill_player_2_from_spawn())
+    url = ws_url(server)
+    token = make_token("dropper", name="dropper")
+    async with connect(url, name="watcher") as watcher:
+        async with connect(url, name="dropper", token=token) as dropper:
+            joined = await dropper.join()
+            watched = await watcher.join()
+            # the dropper scores a kill first, so there is a score to keep
+            await dropper.receive_until(lambda m: True if watched.player in dropper.view.entities["players"] else None)
+            target = dropper.view.entities["players"][watched.player]
+            await dropper.send_input(aim=aim_at(dropper.me(), target), fire=True)
+            await dropper.receive_until(lambda m: True if dropper.me()["kills"] == 1 else None)
+            before = dict(dropper.me())
+            old_token = dropper.resume_token
+            await dropper.drop_connection()
+        await _status_seen_by(watcher, joined.player, "reconnecting")
+
+        async with connect(url, name="dropper", token=token) as again:
+            resumed = await again.resume(old_token)
+            assert (resumed.match, resumed.player, resumed.resumed) == (joined.match, joined.player, True)
+            assert resumed.resume != old_token
+            me = again.me()
+            assert (me["kills"], me["deaths"], me["name"]) == (1, before["deaths"], "dropper")
+            assert me["status"] == "playing"
+            await _status_seen_by(watcher, joined.player, "playing")
+            assert again.snapshots_received == 1
+            await again.receive_until(lambda m: True if again.deltas_received >= 3 else None)
+            assert again.deltas_out_of_sync == 0
+
+            # the token was single-use
+            try:
+                await again.resume(old_token)
+            except RefusedError as error:
+                assert "unknown resume token" in str(error)
+            else:
+                raise AssertionError("a used resume token worked twice")
+
+    counters = server.health()["counters"]
+    assert counters["resumes"] == 1 and counters["resumes_refused"] == 1
+
+
+async def test_another_player_cannot_use_a_resume_token(server_factory):
+    server = await server_factory(resume_window=5.0)
+    url = ws_url(server)
+    async with connect(url, name="owner", token=make_token("owner")) as owner:
+        await owner.join()
+        token = owner.resume_token
+        await owner.drop_connection()
+    async with connect(url, name="thief", token=make_token("thief")) as thief:
+        try:
+            await thief.resume(token)
+        except RefusedError as error:
+            assert "another player" in str(error)
+        else:
+            raise AssertionError("another identity took the seat")
+
+
+async def test_after_the_window_the_seat_is_released_and_resume_is_refused(server_factory):
+    server = await server_factory(resume_window=0.5)
+    url = ws_url(server)
+    token = make_token("slowpoke")
+    async with connect(url, name="watcher") as watcher:
+        async with connect(url, name="slowpoke", token=token) as slowpoke:
+            joined = await slowpoke.join()
+            await watcher.join()
+            resume_token = slowpoke.resume_token
+            await slowpoke.drop_connection()
+        await _status_seen_by(watcher, joined.player, "reconnecting")
+
+        def gone(message: object) -> bool | None:
+            return True if joined.player not in watcher.view.entities["players"] else None
+
+        await watcher.receive_until(gone, timeout=3)
+        async with connect(url, name="slowpoke", token=token) as late:
+            try:
+                await late.resume(resume_token)
+            except RefusedError as error:
+                assert "released" in str(error)
+            else:
+                raise AssertionError("a seat came back after its window")
