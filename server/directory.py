@@ -74,10 +74,6 @@ class InMemoryMatchDirectory:
     def player_count(self) -> int:
         return sum(len(match.humans) for match in self.matches.values())
 
-    @property
-    def resume_count(self) -> int:
-        return sum(match.resumes for match in self.matches.values())
-
     async def _run(self, match: Match) -> None:
         logger.info("match %s (%s) started, seed %d", match.id, match.mode.name, match.seed)
         try:

@@ -98,7 +98,6 @@ class Match:
     state: MatchState = attrs.field(init=False)
     seats: dict[int, Seat] = attrs.field(factory=dict, init=False)
     spectators: set[Session] = attrs.field(factory=set, init=False)
-    resumes: int = attrs.field(default=0, init=False)
     finished: bool = attrs.field(default=False, init=False)
     _next_player_id: int = attrs.field(default=1, init=False)
     _last_snapshot: Snapshot = attrs.field(init=False)
@@ -180,7 +179,6 @@ class Match:
         if seat.held_until is not None and trio.current_time() > seat.held_until:
             self._release(seat)
             raise SeatError(f"the seat was released: the player did not come back within {self.resume_window:g} s")
-        self.resumes += 1
         self._attach(seat, session, resumed=True)
         logger.info("match %s: player %d resumed", self.id, seat.player_id)
 
