@@ -1,0 +1,164 @@
+"""Fan-out cost of Arena's server: CPU per client-message and tick lateness with many players in real matches.
+
+Starts `arena serve` pinned to core 0, then opens CLIENTS connections from this process pinned to core 1. Each
+client does the real handshake (guest token, hello, queue, join) with bots.client and then only drains its
+socket, so the load generator costs little. Over a measuring window it reads the server's CPU time from
+/proc and its tick timing from /healthz, and prints server CPU per client-message (one delta to one client).
+
+Usage: .venv/bin/python bench/fanout.py [--clients 200,400,800] [--seconds 10]
+Prints a line per client count and, last, one JSON object with all figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import trio
+
+from bots.client import connect, http_request
+
+TICK_RATE = 30
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _health(url: str) -> dict:
+    _, body = await http_request(url, "GET", "/healthz")
+    return json.loads(body)
+
+
+async def _hold_clients(url: str, count: int, ready: trio.Event, stop: trio.Event, failures: list[str]) -> None:
+    joined = 0
+
+    async def one(index: int) -> None:
+        nonlocal joined
+        try:
+            async with connect(url, name=f"fan{index}", message_queue_size=256, timeout=30) as client:
+                await client.join("ffa", timeout=30)
+                joined += 1
+                if joined == count:
+                    ready.set()
+                while not stop.is_set():
+                    await client.ws.get_message()  # drain: received, not decoded
+        except Exception as error:
+            failures.append(repr(error)[:120])
+            if joined + len(failures) >= count:
+                ready.set()
+
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            nursery.start_soon(one, index)
+            if index % 50 == 49:
+                await trio.sleep(0.2)  # ramp
+        await stop.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def _measure(url: str, pid: int, clients: int, seconds: float) -> dict:
+    ready, stop, failures = trio.Event(), trio.Event(), []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_hold_clients, url, clients, ready, stop, failures)
+        with trio.fail_after(120):
+            await ready.wait()
+        await trio.sleep(2)  # settle
+        before = await _health(url)
+        cpu_before, started = _cpu_seconds(pid), time.monotonic()
+        await trio.sleep(seconds)
+        cpu_after, elapsed = _cpu_seconds(pid), time.monotonic() - started
+        after = await _health(url)
+        rss = _rss_bytes(pid)
+        stop.set()
+    ticks = after["tick"]["ticks"] - before["tick"]["ticks"]
+    players = after["players"]
+    client_messages = ticks * players / max(1, after["matches"])  # every player of a match gets each tick's delta
+    return {
+        "clients": clients,
+        "failures": len(failures),
+        "players": players,
+        "matches": after["matches"],
+        "achieved_tick_rate_per_match": round(ticks / max(1, after["matches"]) / elapsed, 2),
+        "server_cpu_percent": round(100 * (cpu_after - cpu_before) / elapsed, 1),
+        "server_cpu_us_per_client_message": round(1e6 * (cpu_after - cpu_before) / max(1, client_messages), 2),
+        "tick_lateness_ms_p50": after["tick"]["lateness_ms_p50"],
+        "tick_lateness_ms_p99": after["tick"]["lateness_ms_p99"],
+        "server_rss_mb": round(rss / 2**20, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", default="100,200,400", help="comma-separated client counts (default %(default)s)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measuring window per count (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
+    if any(not 1 <= c <= 5000 for c in counts):
+        print("bench: client counts must be from 1 to 5000", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {1})
+    results = []
+    for count in counts:
+        server = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                "0",
+                sys.executable,
+                "-m",
+                "server",
+                "--port",
+                str(args.port),
+                "--queue-wait",
+                "0.2",
+                "--no-bots",
+                "--match-seconds",
+                "600",
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert server.stdout is not None
+            while b"open http://" not in server.stdout.readline():
+                if server.poll() is not None:
+                    print("bench: the server did not start", file=sys.stderr)
+                    return 1
+            figures = trio.run(_measure, f"ws://127.0.0.1:{args.port}/ws", server.pid, count, args.seconds)
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+        results.append(figures)
+        print(
+            f"{count:5d} clients: {figures['players']} players in {figures['matches']} matches, "
+            f"{figures['achieved_tick_rate_per_match']} ticks/s, server CPU {figures['server_cpu_percent']}% "
+            f"= {figures['server_cpu_us_per_client_message']} us per client-message, tick lateness p50 "
+            f"{figures['tick_lateness_ms_p50']} ms p99 {figures['tick_lateness_ms_p99']} ms, "
+            f"RSS {figures['server_rss_mb']} MB, {figures['failures']} failed",
+            flush=True,
+        )
+    print(
+        json.dumps({"bench": "fanout", "stack": "arena (trio-websocket send_message per client)", "results": results})
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
