@@ -124,6 +124,7 @@ class ArenaServer:
                 statistics=self.statistics,
                 linger_seconds=self.config.match_linger_seconds,
                 resume_window=self.config.resume_window,
+                bot_takes_over=self.config.bot_takes_over,
                 seed=self.config.seed,
             )
             self._matchmaker = Matchmaker(

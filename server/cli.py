@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a dropped player's seat is held for them to resume (default %(default)s)",
     )
     serve.add_argument(
+        "--bot-takes-over",
+        action="store_true",
+        help="a server-side bot plays a dropped player's avatar until they resume (default: it stands idle)",
+    )
+    serve.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
     )
     return parser
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         simulated_latency=args.simulate_latency_ms / 1000,
         auth=auth,
         resume_window=args.resume_seconds,
+        bot_takes_over=args.bot_takes_over,
         modes=_modes(args),
     )
     listen_error: OSError | None = None

@@ -39,6 +39,8 @@ class ServerConfig:
         modes: the match modes players can queue for.
         reservation_seconds: how long a seat reservation waits to be redeemed with `join`.
         resume_window: how long a dropped player's seat is held for them to resume.
+        bot_takes_over: whether a server-side bot plays a dropped player's avatar until they resume (else it
+            stands idle).
         simulated_latency: for development: seconds by which every frame the server sends is held back, to
             feel and test the client's netcode at a real network's round trip (the `ping` field includes it).
     """
@@ -66,3 +68,4 @@ class ServerConfig:
     modes: tuple[Mode, ...] = DEFAULT_MODES
     reservation_seconds: float = 15.0
     resume_window: float = 20.0
+    bot_takes_over: bool = False

@@ -28,6 +28,7 @@ class InMemoryMatchDirectory:
     linger_seconds: float
     resume_window: float
     seed: int | None = None
+    bot_takes_over: bool = False
     matches: dict[str, Match] = attrs.field(factory=dict, init=False)
 
     def create_match(self, mode: Mode, *, players: int, bots: int) -> str:
@@ -38,6 +39,7 @@ class InMemoryMatchDirectory:
             statistics=self.statistics,
             linger_seconds=self.linger_seconds,
             resume_window=self.resume_window,
+            bot_takes_over=self.bot_takes_over,
             seed=secrets.randbits(64) if self.seed is None else self.seed,
             pending_reservations=players,
         )

@@ -7,9 +7,9 @@ behind gets a full snapshot (also encoded once per tick) instead. Sending never 
 is fixed: tick n is due at start + n / tick_rate; a late tick runs at once, and if the loop falls more than
 `MAX_CATCH_UP_TICKS` behind it skips ahead instead of bursting.
 
-Seats: a player whose connection drops keeps the seat for `resume_window` seconds (standing idle, shown as
-"reconnecting"); the single-use resume token given with `joined` takes it back. A match runs while it has a
-human seat (connected or held) or a reservation still to be redeemed.
+Seats: a player whose connection drops keeps the seat for `resume_window` seconds (standing idle, or played by a
+bot when `bot_takes_over` is set; shown as "reconnecting"); the single-use resume token given with `joined` takes
+it back. A match runs while it has a human seat (connected or held) or a reservation still to be redeemed.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class Match:
     linger_seconds: float
     resume_window: float
     seed: int
+    bot_takes_over: bool = False
     pending_reservations: int = 0
     state: MatchState = attrs.field(init=False)
     seats: dict[int, Seat] = attrs.field(factory=dict, init=False)
@@ -297,7 +298,7 @@ class Match:
                 self._release(seat)
         inputs: dict[int, PlayerInput] = {}
         for player_id, seat in sorted(self.seats.items()):
-            if seat.subject is None:
+            if seat.subject is None or (seat.session is None and self.bot_takes_over):
                 inputs[player_id] = game.bot_input(self.state, player_id)
             elif seat.session is not None:
                 player_input = seat.session.next_input()

@@ -96,3 +96,26 @@ async def test_after_the_window_the_seat_is_released_and_resume_is_refused(serve
                 assert "released" in str(error)
             else:
                 raise AssertionError("a seat came back after its window")
+
+
+async def test_a_bot_can_play_a_dropped_players_avatar_until_they_resume(server_factory):
+    server = await server_factory(resume_window=5.0, bot_takes_over=True)
+    url = ws_url(server)
+    token = make_token("stand-in")
+    async with connect(url, name="watcher") as watcher:
+        async with connect(url, name="stand-in", token=token) as player:
+            joined = await player.join()
+            await watcher.join()
+            resume_token = player.resume_token
+            await player.drop_connection()
+        await _status_seen_by(watcher, joined.player, "reconnecting")
+        start = dict(watcher.view.entities["players"][joined.player])
+
+        def moved(message: object) -> bool | None:
+            now = watcher.view.entities["players"][joined.player]
+            return True if (now["x"], now["y"], now["aim"]) != (start["x"], start["y"], start["aim"]) else None
+
+        await watcher.receive_until(moved, timeout=3)  # the bot plays it: it turns to aim and moves
+        async with connect(url, name="stand-in", token=token) as back:
+            resumed = await back.resume(resume_token)
+            assert resumed.player == joined.player
