@@ -319,13 +319,15 @@ class ArenaServer:
                 request.after_head,
                 check=self._check_upgrade,
                 max_message_size=MAX_CLIENT_MESSAGE_BYTES,
+                outbox_capacity=self.config.outbox_capacity,
+                delay=self.config.simulated_latency,
                 timeout=self.config.hello_timeout,
             )
             if handshake is None:
                 nursery.cancel_scope.cancel()
                 return
-            ws, identity = handshake
-            session = Session(ws=ws, config=self.config, remote=remote)
+            ws, outbox, identity = handshake
+            session = Session(ws=ws, outbox=outbox, config=self.config, remote=remote)
             if self.draining:
                 session.close(CloseCode.GOING_AWAY, "server is shutting down")
             self.sessions.add(session)

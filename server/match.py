@@ -28,6 +28,7 @@ from game.snapshot import PLAYERS
 from server.codec import encode
 from server.matchmaker import Mode
 from server.messages import Joined, Left, Spectating
+from server.outbox import binary_frame
 from server.session import Session
 
 logger = logging.getLogger(__name__)
@@ -315,12 +316,12 @@ class Match:
                 "status": seat.status,
             }
         current = game.snapshot(self.state, events).with_fields(PLAYERS, server_fields)
-        delta_frame = encode(game.delta(self._last_snapshot, current))
+        delta_frame = binary_frame(encode(game.delta(self._last_snapshot, current)))
         snapshot_frame: bytes | None = None
         receivers = [seat.session for _, seat in sorted(self.seats.items()) if seat.session] + list(self.spectators)
         for session in receivers:
             if session.needs_snapshot:
-                snapshot_frame = snapshot_frame or encode(current)
+                snapshot_frame = snapshot_frame or binary_frame(encode(current))
                 session.needs_snapshot = False
                 session.send_state(snapshot_frame)
             else:

@@ -1,48 +1,176 @@
-"""A client's bounded backlog of frames waiting to be sent.
+"""The one writer of a connection's socket, with the connection's bounded backlog.
 
-Rules: putting never waits. Frames are either state (snapshots and deltas, which a newer full snapshot
-replaces) or control (everything else, never dropped). When the backlog is full, every state frame in it is
-dropped; the caller then resyncs the client with a full snapshot.
+Rules: putting never waits. Everything sent on a connection goes through its outbox, in order: the frames of
+the match and the session, and trio-websocket's own (the handshake answer, pings, pongs, the Close frame). A
+frame is written at once with a non-blocking send when nothing waits before it; what the socket does not take
+waits in the backlog, which the outbox's task writes out as the socket drains.
+
+Frames are either state (snapshots and deltas, which a newer full snapshot replaces) or control (everything
+else, never dropped). When the backlog holds `capacity` frames, every state frame in it that has not begun to
+be written is dropped; the caller then resyncs the client with a full snapshot. Once the Close frame is on its
+way no data frame follows it (RFC 6455 section 5.5.1).
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 
 import attrs
 import trio
+from wsproto.frame_protocol import FrameProtocol
+
+WRITEV_MAX_FRAMES = 64
+"""Frames of the backlog written with one system call."""
+
+_server_framing = FrameProtocol(client=False, extensions=[])
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """`payload` as one unmasked binary WebSocket frame, ready to be written to any number of sockets."""
+    return bytes(_server_framing.send_data(payload, fin=True))
 
 
 @attrs.define(eq=False)
 class Outbox:
+    """Writes frames to the socket `fd`, keeping at most `capacity` of them waiting.
+
+    Args:
+        fd: the connection's socket (non-blocking, as trio keeps it); the outbox never closes it.
+        capacity: frames the backlog holds before state frames are dropped.
+        delay: development only: hold every frame back this many seconds (simulated latency).
+    """
+
+    fd: int
     capacity: int
-    _frames: deque[tuple[bytes, bool, float]] = attrs.field(factory=deque, init=False)
-    _wakeup: trio.Event = attrs.field(factory=trio.Event, init=False)
+    delay: float = 0.0
+    frames_sent: int = attrs.field(default=0, init=False)
+    bytes_sent: int = attrs.field(default=0, init=False)
+    error: OSError | None = attrs.field(default=None, init=False)
+    """Why writing failed (the peer reset the connection, say); nothing is written after that."""
+    _backlog: deque[tuple[bytes, bool, float]] = attrs.field(factory=deque, init=False)
+    """(frame, is state, when it may be written), oldest first."""
+    _head_written: int = attrs.field(default=0, init=False)
+    """Bytes of the oldest frame in the backlog already written."""
+    _data_closed: bool = attrs.field(default=False, init=False)
+    _backlog_filled: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _progress: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._backlog)
+
+    def close_data(self) -> None:
+        """The Close frame is being sent: refuse data frames from now on."""
+        self._data_closed = True
 
     def put_nowait(self, frame: bytes, *, state: bool) -> bool:
-        """Queue a frame to send.
+        """Send a data frame (built with `binary_frame`) now, or queue what the socket does not take.
 
         Returns:
             False if the backlog was full: its state frames were dropped and `frame`, if a state frame, too.
         """
-        if len(self._frames) >= self.capacity:
-            self._frames = deque(item for item in self._frames if not item[1])
+        if self._data_closed:
+            return True
+        return self._put(frame, state=state)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send bytes that must arrive (trio-websocket's frames), returning once the socket has taken them.
+
+        Raises:
+            trio.BrokenResourceError: if the connection is broken.
+        """
+        frame = bytes(data)
+        self._put(frame, state=False)
+        while self.error is None and any(queued is frame for queued, _, _ in self._backlog):
+            self._progress = trio.Event()
+            await self._progress.wait()
+        if self.error is not None:
+            raise trio.BrokenResourceError(f"the connection is broken: {self.error}") from self.error
+
+    async def run(self) -> None:
+        """Write out the backlog whenever the socket can take more; returns when the socket fails or closes."""
+        while self.error is None:
+            if not self._backlog:
+                self._backlog_filled = trio.Event()
+                await self._backlog_filled.wait()
+                continue
+            due = self._backlog[0][2]
+            if due > trio.current_time():
+                await trio.sleep_until(due)
+            try:
+                await trio.lowlevel.wait_writable(self.fd)
+            except (trio.ClosedResourceError, OSError):
+                self._fail(BrokenPipeError("the socket was closed"))
+                return
+            self._write_backlog()
+
+    def _put(self, frame: bytes, *, state: bool) -> bool:
+        if self.error is not None:
+            return True
+        backlog = self._backlog
+        if not backlog and not self.delay:
+            written = self._write(frame)
+            if written == len(frame):
+                self.frames_sent += 1
+                return True
+            if self.error is not None:
+                return True
+            self._head_written = written
+            backlog.append((frame, state, 0.0))
+            self._backlog_filled.set()
+            return True
+        accepted = True
+        if len(backlog) >= self.capacity:
+            self._drop_state_frames()
+            accepted = False
             if state:
                 return False
-            self._frames.append((frame, state, trio.current_time()))
-            self._wakeup.set()
-            return False
-        self._frames.append((frame, state, trio.current_time()))
-        self._wakeup.set()
-        return True
+        backlog.append((frame, state, trio.current_time() + self.delay if self.delay else 0.0))
+        self._backlog_filled.set()
+        return accepted
 
-    async def get(self) -> tuple[bytes, float]:
-        """The oldest frame and when it was queued (trio time), waiting for one if the backlog is empty."""
-        while not self._frames:
-            self._wakeup = trio.Event()
-            await self._wakeup.wait()
-        frame, _, queued_at = self._frames.popleft()
-        return frame, queued_at
+    def _drop_state_frames(self) -> None:
+        """Drop every waiting state frame, except the oldest if it is half written (that would break the stream)."""
+        half_written = self._backlog[0] if self._head_written else None
+        self._backlog = deque(item for item in self._backlog if not item[1] or item is half_written)
+
+    def _write(self, data: bytes | memoryview) -> int:
+        try:
+            written = os.write(self.fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as error:
+            self._fail(error)
+            return 0
+        self.bytes_sent += written
+        return written
+
+    def _write_backlog(self) -> None:
+        backlog = self._backlog
+        now = trio.current_time()
+        buffers: list[bytes | memoryview] = []
+        for frame, _, due in backlog:
+            if due > now or len(buffers) == WRITEV_MAX_FRAMES:
+                break
+            buffers.append(memoryview(frame)[self._head_written :] if not buffers else frame)
+        try:
+            written = os.writev(self.fd, buffers)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            self._fail(error)
+            return
+        self.bytes_sent += written
+        written += self._head_written
+        while backlog and written >= len(backlog[0][0]):
+            written -= len(backlog.popleft()[0])
+            self.frames_sent += 1
+        self._head_written = written
+        self._progress.set()
+
+    def _fail(self, error: OSError) -> None:
+        self.error = error
+        self._backlog.clear()
+        self._head_written = 0
+        self._progress.set()
+        self._backlog_filled.set()

@@ -1,5 +1,5 @@
-"""One client's connection: its outgoing backlog and the single task that writes to its socket, keepalive,
-the message rate limit, and closing with a code and a reason.
+"""One client's connection: what it sends (through its outbox, the socket's one writer), keepalive, the message
+rate limit, and closing with a code and a reason.
 
 Rules: nothing that serves a match ever waits on a session (`deliver` never blocks); a session that keeps
 overflowing its backlog, stops answering pings, or floods messages is closed, and costs no one else anything.
@@ -22,7 +22,7 @@ from server.auth import Identity
 from server.codec import CloseCode, ProtocolError, decode_client
 from server.config import ServerConfig
 from server.messages import ClientMessage
-from server.outbox import Outbox
+from server.outbox import Outbox, binary_frame
 
 if TYPE_CHECKING:
     from server.match import Match
@@ -41,6 +41,7 @@ MessageHandler = Callable[["Session", ClientMessage], None]
 @attrs.define(eq=False)
 class Session:
     ws: WebSocketConnection
+    outbox: Outbox
     config: ServerConfig
     remote: str
     id: int = attrs.field(factory=lambda: next(_session_ids))
@@ -56,20 +57,15 @@ class Session:
     """Inputs received and not applied yet, oldest first; the match applies one per tick."""
     rtt_ms: int = 0
     needs_snapshot: bool = False
-    frames_sent: int = 0
     overflows: int = 0
-    bytes_sent: int = 0
     close_code: int | None = None
     close_reason: str = ""
-    _outbox: Outbox = attrs.field(init=False)
     _overflow_times: deque[float] = attrs.field(factory=deque, init=False)
     _close_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
-    _first_frame_sent: trio.Event = attrs.field(factory=trio.Event, init=False)
     _message_allowance: float = attrs.field(init=False)
     _allowance_updated: float = attrs.field(factory=trio.current_time, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._outbox = Outbox(capacity=self.config.outbox_capacity)
         self._message_allowance = float(self.config.max_messages_per_second)
 
     @property
@@ -78,20 +74,20 @@ class Session:
 
     @property
     def backlog(self) -> int:
-        return len(self._outbox)
+        return len(self.outbox)
 
-    def send_control(self, frame: bytes) -> None:
-        """Queue a frame that must arrive (never dropped with the backlog)."""
+    def send_control(self, message: bytes) -> None:
+        """Send an encoded message that must arrive (never dropped with the backlog)."""
         if not self.closing:
-            self._outbox.put_nowait(frame, state=False)
+            self.outbox.put_nowait(binary_frame(message), state=False)
 
     def send_state(self, frame: bytes) -> None:
-        """Queue a snapshot or delta without waiting.
+        """Send a snapshot or delta, framed once for everyone with `binary_frame`, without waiting.
 
         If the backlog is full it is dropped and the client is marked for a full snapshot; a client that
         overflows `overflow_limit` times within `overflow_window` seconds is closed with 1008.
         """
-        if self.closing or self._outbox.put_nowait(frame, state=True):
+        if self.closing or self.outbox.put_nowait(frame, state=True):
             return
         self.needs_snapshot = True
         self.overflows += 1
@@ -115,13 +111,12 @@ class Session:
         self._close_requested.set()
 
     async def run(self, handle_message: MessageHandler) -> None:
-        """Serve the connection until it closes: read messages, write frames, ping; then close it.
+        """Serve the connection until it closes: read messages, ping; then close it.
 
         Args:
             handle_message: called for every valid message; it must not block.
         """
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._send_loop)
             nursery.start_soon(self._keepalive_loop)
             nursery.start_soon(self._receive_loop, handle_message)
             nursery.start_soon(self._hello_deadline)
@@ -138,26 +133,9 @@ class Session:
         if self.ws.closed is not None and self.close_code is None:
             self.close_code = self.ws.closed.code
 
-    async def _send_loop(self) -> None:
-        """The one writer of this connection's messages (trio-websocket serialises them with pings and pongs)."""
-        delay = self.config.simulated_latency
-        while True:
-            frame, queued_at = await self._outbox.get()
-            if delay:
-                await trio.sleep_until(queued_at + delay)
-            try:
-                await self.ws.send_message(frame)
-            except ConnectionClosed:
-                self._peer_closed()
-                return
-            self.frames_sent += 1
-            self.bytes_sent += len(frame)
-            self._first_frame_sent.set()
-
     async def _keepalive_loop(self) -> None:
-        """Ping once the welcome is out, then every `ping_interval`; record the round trip; close if no pong
-        in time."""
-        await self._first_frame_sent.wait()
+        """Ping now (after the welcome, which is already queued) and then every `ping_interval`; record the
+        round trip; close if no pong in time."""
         while True:
             started = trio.current_time()
             with trio.move_on_after(self.config.pong_timeout) as scope:
@@ -171,7 +149,7 @@ class Session:
                     CloseCode.INTERNAL_ERROR, f"keepalive ping timeout: no pong within {self.config.pong_timeout:g} s"
                 )
                 return
-            self.rtt_ms = round((trio.current_time() - started + self.config.simulated_latency) * 1000)
+            self.rtt_ms = round((trio.current_time() - started) * 1000)
             await trio.sleep(self.config.ping_interval)
 
     async def _hello_deadline(self) -> None:

@@ -20,6 +20,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Event
 
+from server.outbox import Outbox
+
 HANDSHAKE_RECEIVE_BYTES = 4096
 
 T = TypeVar("T")
@@ -35,9 +37,10 @@ class HandshakeRefusal(Exception):
 
 
 class _ServerProtocol(WSConnection):
-    def __init__(self) -> None:
+    def __init__(self, outbox: Outbox) -> None:
         super().__init__(ConnectionType.SERVER)
         self._answering_parse_failure = False
+        self._outbox = outbox
 
     @property
     def state(self) -> ConnectionState:
@@ -52,21 +55,24 @@ class _ServerProtocol(WSConnection):
             yield event
 
     def send(self, event: Event) -> bytes:
-        if self._answering_parse_failure and isinstance(event, CloseConnection):
+        if isinstance(event, CloseConnection):
             self._answering_parse_failure = False
+            self._outbox.close_data()
         return super().send(event)
 
 
 class _ReplayedStream(trio.abc.Stream):
     """A stream that first returns the request head h11 already read, then nothing until the handshake is
-    complete, then what came after the head, then the rest of `stream`.
+    complete, then what came after the head, then the rest of `stream`; and that writes through `outbox`, the
+    socket's one writer.
 
     Holding back what follows the head keeps wsproto from reading WebSocket frames as part of the HTTP
     handshake, where it would drop them: a client that sends frames before the 101 arrives loses nothing.
     """
 
-    def __init__(self, stream: trio.abc.Stream, request_head: bytes, after_head: bytes) -> None:
+    def __init__(self, stream: trio.abc.Stream, outbox: Outbox, request_head: bytes, after_head: bytes) -> None:
         self.stream = stream
+        self.outbox = outbox
         self._request_head = request_head
         self._after_head = after_head
         self.handshake_complete = trio.Event()
@@ -83,10 +89,10 @@ class _ReplayedStream(trio.abc.Stream):
         return bytes(await self.stream.receive_some(max_bytes))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
+        await self.outbox.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
+        await trio.lowlevel.wait_writable(self.outbox.fd)
 
     async def aclose(self) -> None:
         await self.stream.aclose()
@@ -94,36 +100,42 @@ class _ReplayedStream(trio.abc.Stream):
 
 async def accept_websocket(
     nursery: trio.Nursery,
-    stream: trio.abc.Stream,
+    stream: trio.SocketStream,
     request_head: bytes,
     after_head: bytes,
     *,
     check: Callable[[list[tuple[bytes, bytes]]], T],
     max_message_size: int,
+    outbox_capacity: int,
+    delay: float,
     timeout: float,
-) -> tuple[trio_websocket.WebSocketConnection, T] | None:
+) -> tuple[trio_websocket.WebSocketConnection, Outbox, T] | None:
     """Complete the WebSocket handshake on a connection whose request head has been read already.
 
     Args:
-        nursery: runs the connection's reader task; it must outlive the connection.
+        nursery: runs the connection's reader task and its outbox; it must outlive the connection.
         stream: the connection.
         request_head: the bytes of the request head, already read.
         after_head: whatever the client sent after the head, already read.
         check: looks at the request's headers before accepting; its result is returned with the connection,
             and a `HandshakeRefusal` it raises is answered with that HTTP status and reason.
         max_message_size: bigger messages are refused with close code 1009.
+        outbox_capacity: frames the connection's backlog holds (see `Outbox`).
+        delay: development only: seconds every frame sent is held back.
         timeout: seconds the handshake may take.
 
     Returns:
-        The open WebSocket and what `check` returned, or None if the handshake was invalid (wsproto answered
-        it with 400), refused, or timed out.
+        The open WebSocket, the outbox that writes everything sent on it, and what `check` returned; or None
+        if the handshake was invalid (wsproto answered it with 400), refused, or timed out.
     """
     # What `trio_websocket.wrap_server_stream` does, with our wsproto connection and stream: it builds its own
     # wsproto connection, so its two private steps are called here (pyproject pins trio-websocket < 0.13).
-    replayed = _ReplayedStream(stream, request_head, after_head)
+    outbox = Outbox(fd=stream.socket.fileno(), capacity=outbox_capacity, delay=delay)
+    nursery.start_soon(outbox.run)
+    replayed = _ReplayedStream(stream, outbox, request_head, after_head)
     ws = trio_websocket.WebSocketConnection(
         replayed,
-        _ServerProtocol(),
+        _ServerProtocol(outbox),
         message_queue_size=4,
         max_message_size=max_message_size,
         receive_buffer_size=HANDSHAKE_RECEIVE_BYTES,
@@ -146,5 +158,5 @@ async def accept_websocket(
             return None
         accepted = await request.accept()
         replayed.handshake_complete.set()
-        return accepted, checked
+        return accepted, outbox, checked
     return None
