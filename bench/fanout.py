@@ -5,8 +5,10 @@ client does the real handshake (guest token, hello, queue, join) with bots.clien
 socket, so the load generator costs little. Over a measuring window it reads the server's CPU time from
 /proc and its tick timing from /healthz, and prints server CPU per client-message (one delta to one client).
 
-Usage: .venv/bin/python bench/fanout.py [--clients 200,400,800] [--seconds 10]
-Prints a line per client count and, last, one JSON object with all figures.
+Usage: .venv/bin/python bench/fanout.py [--clients 200,400,800] [--seconds 10] [--profile DIR]
+Prints a line per client count and, last, one JSON object with all figures. With --profile, py-spy samples
+the server over each measuring window: DIR/arena-<clients>.txt holds the collapsed stacks (for any flame graph
+tool) and the functions taking the most time are printed.
 """
 
 from __future__ import annotations
@@ -71,7 +73,38 @@ async def _hold_clients(url: str, count: int, ready: trio.Event, stop: trio.Even
         nursery.cancel_scope.cancel()
 
 
-async def _measure(url: str, pid: int, clients: int, seconds: float) -> dict:
+def _start_profile(pid: int, seconds: float, output: str) -> subprocess.Popen[bytes]:
+    command = ["py-spy", "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate", "250"]
+    command += ["--format", "raw", "--output", output, "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _function_of(frame: str) -> str:
+    """'name (path/file.py:line)' -> 'name (file.py)'."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit('/', 1)[-1].split(':')[0]})"
+
+
+def print_profile_summary(path: str, top: int = 25) -> None:
+    """Print the functions with the most samples, on the stack (total) and at its top (self)."""
+    total: dict[str, int] = {}
+    own: dict[str, int] = {}
+    samples = 0
+    with open(path) as collapsed:
+        for line in collapsed:
+            stack, _, count_text = line.rstrip().rpartition(" ")
+            count = int(count_text)
+            samples += count
+            frames = [_function_of(frame) for frame in stack.split(";")]
+            for frame in set(frames):
+                total[frame] = total.get(frame, 0) + count
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+    print(f"profile {path}: {samples} samples; functions by share of samples (total / self):")
+    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {100 * total[frame] / samples:5.1f}% {100 * count / samples:5.1f}%  {frame}")
+
+
+async def _measure(url: str, pid: int, clients: int, seconds: float, profile: str | None) -> dict:
     ready, stop, failures = trio.Event(), trio.Event(), []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_hold_clients, url, clients, ready, stop, failures)
@@ -80,7 +113,10 @@ async def _measure(url: str, pid: int, clients: int, seconds: float) -> dict:
         await trio.sleep(2)  # settle
         before = await _health(url)
         cpu_before, started = _cpu_seconds(pid), time.monotonic()
+        profiler = _start_profile(pid, seconds, profile) if profile else None
         await trio.sleep(seconds)
+        if profiler is not None:
+            await trio.to_thread.run_sync(profiler.wait)
         cpu_after, elapsed = _cpu_seconds(pid), time.monotonic() - started
         after = await _health(url)
         rss = _rss_bytes(pid)
@@ -107,6 +143,7 @@ def main() -> int:
     parser.add_argument("--clients", default="100,200,400", help="comma-separated client counts (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring window per count (default %(default)s)")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--profile", metavar="DIR", help="sample the server with py-spy and write the stacks here")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     if any(not 1 <= c <= 5000 for c in counts):
@@ -141,11 +178,16 @@ def main() -> int:
                 if server.poll() is not None:
                     print("bench: the server did not start", file=sys.stderr)
                     return 1
-            figures = trio.run(_measure, f"ws://127.0.0.1:{args.port}/ws", server.pid, count, args.seconds)
+            profile = os.path.join(args.profile, f"arena-{count}.txt") if args.profile else None
+            if profile:
+                os.makedirs(args.profile, exist_ok=True)
+            figures = trio.run(_measure, f"ws://127.0.0.1:{args.port}/ws", server.pid, count, args.seconds, profile)
         finally:
             server.terminate()
             server.wait(timeout=15)
         results.append(figures)
+        if profile:
+            print_profile_summary(profile)
         print(
             f"{count:5d} clients: {figures['players']} players in {figures['matches']} matches, "
             f"{figures['achieved_tick_rate_per_match']} ticks/s, server CPU {figures['server_cpu_percent']}% "
@@ -154,9 +196,7 @@ def main() -> int:
             f"RSS {figures['server_rss_mb']} MB, {figures['failures']} failed",
             flush=True,
         )
-    print(
-        json.dumps({"bench": "fanout", "stack": "arena (trio-websocket send_message per client)", "results": results})
-    )
+    print(json.dumps({"bench": "fanout", "stack": "arena", "results": results}))
     return 0
 
 

@@ -50,6 +50,7 @@ from server.messages import (
     validate_display_name,
 )
 from server.session import Session
+from server.timers import Timers
 from server.web import (
     BadRequestError,
     HttpRequest,
@@ -91,6 +92,7 @@ class ArenaServer:
     _sessions_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _overflows_of_closed_sessions: int = attrs.field(default=0, init=False)
     _welcome_frame: bytes = attrs.field(init=False)
+    _timers: Timers = attrs.field(factory=Timers, init=False)
 
     def __attrs_post_init__(self) -> None:
         config = self.config
@@ -136,6 +138,7 @@ class ArenaServer:
                 with accepting:
                     await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
 
+            await nursery.start(self._timers.run)
             nursery.start_soon(accept)
             nursery.start_soon(self._matchmaking_loop)
             logger.info("Arena listening on http://%s:%d", self.config.host, self.port)
@@ -233,7 +236,9 @@ class ArenaServer:
         if head is None:
             return
         connection, request = head
+        del head
         if request.path == WEBSOCKET_PATH and request.is_websocket_upgrade:
+            del connection  # its work is done; the WebSocket may live for hours
             await self._serve_websocket(stream, request)
             return
         try:
@@ -326,15 +331,23 @@ class ArenaServer:
             if handshake is None:
                 nursery.cancel_scope.cancel()
                 return
-            ws, outbox, identity = handshake
-            session = Session(ws=ws, outbox=outbox, config=self.config, remote=remote)
+            session = Session(
+                ws=handshake.ws,
+                outbox=handshake.outbox,
+                config=self.config,
+                timers=self._timers,
+                handle_message=self._handle_message,
+                remote=remote,
+                identity=handshake.checked,
+            )
             if self.draining:
                 session.close(CloseCode.GOING_AWAY, "server is shutting down")
             self.sessions.add(session)
             session.send_control(self._welcome_frame)
-            session.identity = identity
+            session.start()
+            handshake.protocol.attach(session)
             try:
-                await session.run(self._handle_message)
+                await session.run()
             finally:
                 self._forget(session)
                 self.close_codes[session.close_code or CloseCode.NORMAL] += 1
@@ -416,7 +429,7 @@ class ArenaServer:
             )
         session.identity = identity
         session.name = (hello.name or identity.name or "player").strip()
-        session.token_deadline = trio.current_time() + (identity.expires_at - time.time())
+        session.expire_token_at(trio.current_time() + (identity.expires_at - time.time()))
         expires_in = round(identity.expires_at - time.time(), 1)
         session.send_control(encode(Authenticated(player=identity.subject, name=session.name, expires_in=expires_in)))
         previous = self.sessions_by_subject.get(identity.subject)
@@ -440,7 +453,7 @@ class ArenaServer:
         if identity.subject != session.identity.subject:
             raise ProtocolError(CloseCode.POLICY_VIOLATION, "refresh: the new token is for another player")
         session.identity = identity
-        session.token_deadline = trio.current_time() + (identity.expires_at - time.time())
+        session.expire_token_at(trio.current_time() + (identity.expires_at - time.time()))
         expires_in = round(identity.expires_at - time.time(), 1)
         session.send_control(
             encode(Authenticated(player=identity.subject, name=session.name or "", expires_in=expires_in))

@@ -31,6 +31,11 @@ def binary_frame(payload: bytes) -> bytes:
     return bytes(_server_framing.send_data(payload, fin=True))
 
 
+def ping_frame(payload: bytes) -> bytes:
+    """A Ping frame carrying `payload` (at most 125 bytes)."""
+    return bytes(_server_framing.ping(payload))
+
+
 @attrs.define(eq=False)
 class Outbox:
     """Writes frames to the socket `fd`, keeping at most `capacity` of them waiting.

@@ -1,5 +1,5 @@
-"""One client's connection: what it sends (through its outbox, the socket's one writer), keepalive, the message
-rate limit, and closing with a code and a reason.
+"""One client's connection: its messages in (validated, rate limited, handed to the server), what it sends
+(through its outbox, the socket's one writer), keepalive, deadlines, and closing with a code and a reason.
 
 Rules: nothing that serves a match ever waits on a session (`deliver` never blocks); a session that keeps
 overflowing its backlog, stops answering pings, or floods messages is closed, and costs no one else anything.
@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import itertools
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import WebSocketConnection
 
 from game import PlayerInput
 from server.auth import Identity
 from server.codec import CloseCode, ProtocolError, decode_client
 from server.config import ServerConfig
 from server.messages import ClientMessage
-from server.outbox import Outbox, binary_frame
+from server.outbox import Outbox, binary_frame, ping_frame
+from server.timers import Timers
 
 if TYPE_CHECKING:
     from server.match import Match
@@ -40,9 +42,17 @@ MessageHandler = Callable[["Session", ClientMessage], None]
 
 @attrs.define(eq=False)
 class Session:
+    """A client's connection, from the end of the WebSocket handshake until it is closed.
+
+    Messages arrive through `receive_message` (a `ConnectionListener` of server.websocket), in the connection's
+    reader task; `handle_message` gets each valid one. Keepalive and deadlines run on the server's `timers`.
+    """
+
     ws: WebSocketConnection
     outbox: Outbox
     config: ServerConfig
+    timers: Timers
+    handle_message: MessageHandler
     remote: str
     id: int = attrs.field(factory=lambda: next(_session_ids))
     name: str | None = None
@@ -60,10 +70,13 @@ class Session:
     overflows: int = 0
     close_code: int | None = None
     close_reason: str = ""
-    _overflow_times: deque[float] = attrs.field(factory=deque, init=False)
+    _overflow_times: list[float] = attrs.field(factory=list, init=False)
     _close_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
     _message_allowance: float = attrs.field(init=False)
     _allowance_updated: float = attrs.field(factory=trio.current_time, init=False)
+    _pings_sent: int = attrs.field(default=0, init=False)
+    _ping_sent_at: float | None = attrs.field(default=None, init=False)
+    """When the ping now awaiting its pong was sent; None while none is outstanding."""
 
     def __attrs_post_init__(self) -> None:
         self._message_allowance = float(self.config.max_messages_per_second)
@@ -75,6 +88,16 @@ class Session:
     @property
     def backlog(self) -> int:
         return len(self.outbox)
+
+    def start(self) -> None:
+        """Set the hello deadline and send the first ping (after whatever is already queued, the welcome)."""
+        self.timers.call_at(trio.current_time() + self.config.hello_timeout, self._check_hello)
+        self._send_ping()
+
+    def expire_token_at(self, deadline: float) -> None:
+        """Close the session at trio time `deadline` unless another token moves it first."""
+        self.token_deadline = deadline
+        self.timers.call_at(deadline, self._check_token)
 
     def send_control(self, message: bytes) -> None:
         """Send an encoded message that must arrive (never dropped with the backlog)."""
@@ -92,15 +115,15 @@ class Session:
         self.needs_snapshot = True
         self.overflows += 1
         now = trio.current_time()
-        self._overflow_times.append(now)
-        while self._overflow_times and self._overflow_times[0] < now - self.config.overflow_window:
-            self._overflow_times.popleft()
-        logger.info("session %d fell behind (%d times recently); resyncing", self.id, len(self._overflow_times))
-        if len(self._overflow_times) >= self.config.overflow_limit:
+        recent = [at for at in self._overflow_times if at >= now - self.config.overflow_window]
+        recent.append(now)
+        self._overflow_times = recent
+        logger.info("session %d fell behind (%d times recently); resyncing", self.id, len(recent))
+        if len(recent) >= self.config.overflow_limit:
             self.close(
                 CloseCode.POLICY_VIOLATION,
                 f"too slow: fell {self.config.outbox_capacity} frames behind "
-                f"{len(self._overflow_times)} times in {self.config.overflow_window:g} s",
+                f"{len(recent)} times in {self.config.overflow_window:g} s",
             )
 
     def close(self, code: int, reason: str) -> None:
@@ -110,22 +133,9 @@ class Session:
         self.close_code, self.close_reason = code, reason
         self._close_requested.set()
 
-    async def run(self, handle_message: MessageHandler) -> None:
-        """Serve the connection until it closes: read messages, ping; then close it.
-
-        Args:
-            handle_message: called for every valid message; it must not block.
-        """
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._keepalive_loop)
-            nursery.start_soon(self._receive_loop, handle_message)
-            nursery.start_soon(self._hello_deadline)
-            nursery.start_soon(self._token_expiry)
-            await self._close_requested.wait()
-            await self._close_websocket()
-            nursery.cancel_scope.cancel()
-
-    async def _close_websocket(self) -> None:
+    async def run(self) -> None:
+        """Wait until the session is to be closed or the connection is gone, then close the WebSocket."""
+        await self._close_requested.wait()
         with trio.move_on_after(self.config.close_timeout) as scope:
             await self.ws.aclose(self.close_code or CloseCode.NORMAL, self.close_reason or None)
         if scope.cancelled_caught:
@@ -133,29 +143,40 @@ class Session:
         if self.ws.closed is not None and self.close_code is None:
             self.close_code = self.ws.closed.code
 
-    async def _keepalive_loop(self) -> None:
-        """Ping now (after the welcome, which is already queued) and then every `ping_interval`; record the
-        round trip; close if no pong in time."""
-        while True:
-            started = trio.current_time()
-            with trio.move_on_after(self.config.pong_timeout) as scope:
-                try:
-                    await self.ws.ping()
-                except ConnectionClosed:
-                    self._peer_closed()
-                    return
-            if scope.cancelled_caught:
-                self.close(
-                    CloseCode.INTERNAL_ERROR, f"keepalive ping timeout: no pong within {self.config.pong_timeout:g} s"
-                )
-                return
-            self.rtt_ms = round((trio.current_time() - started) * 1000)
-            await trio.sleep(self.config.ping_interval)
+    # What the connection reports (server.websocket.ConnectionListener).
 
-    async def _hello_deadline(self) -> None:
-        await trio.sleep(self.config.hello_timeout)
-        if self.name is None:
-            self.close(CloseCode.POLICY_VIOLATION, f"no hello within {self.config.hello_timeout:g} s")
+    def receive_message(self, data: bytes | str) -> None:
+        if self.closing:
+            return
+        try:
+            if isinstance(data, str):
+                raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "text frames are not accepted: send binary msgpack")
+            self._spend_message_allowance()
+            self.handle_message(self, decode_client(data))
+        except ProtocolError as error:
+            logger.info("session %d (%s) broke the protocol: %s", self.id, self.remote, error)
+            self.close(error.code, error.reason)
+        except Exception:
+            logger.exception("session %d: error while handling a message; closing it with 1011", self.id)
+            self.close(CloseCode.INTERNAL_ERROR, "internal server error; please report it")
+
+    def receive_pong(self, payload: bytes) -> None:
+        sent_at = self._ping_sent_at
+        if sent_at is None or payload != _ping_payload(self._pings_sent):
+            return  # unsolicited, or an answer to an older ping
+        now = trio.current_time()
+        self._ping_sent_at = None
+        self.rtt_ms = round((now - sent_at) * 1000)
+        self.timers.call_at(now + self.config.ping_interval, self._send_ping)
+
+    def message_too_big(self, limit: int) -> None:
+        self.close(CloseCode.MESSAGE_TOO_BIG, f"message too big: the limit is {limit} bytes")
+
+    def connection_lost(self) -> None:
+        closed = self.ws.closed
+        self.close(closed.code if closed else CloseCode.GOING_AWAY, (closed.reason or "") if closed else "")
+
+    # Inputs, applied by the match one per tick.
 
     def receive_input(self, player_input: PlayerInput) -> None:
         """Queue an input for the match; one older than the newest received is late, and ignored."""
@@ -174,35 +195,30 @@ class Session:
         self.latest_input = None
         self.pending_inputs.clear()
 
-    async def _token_expiry(self) -> None:
-        """Close the session when its token expires (a `refresh` moves the deadline)."""
-        while True:
-            now = trio.current_time()
-            if now >= self.token_deadline:
-                self.close(CloseCode.POLICY_VIOLATION, "token expired: reconnect with a new token")
-                return
-            await trio.sleep(min(1.0, self.token_deadline - now))
+    # Timers.
 
-    async def _receive_loop(self, handle_message: MessageHandler) -> None:
-        while True:
-            try:
-                data = await self.ws.get_message()
-            except ConnectionClosed:
-                self._peer_closed()
-                return
-            try:
-                if isinstance(data, str):
-                    raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "text frames are not accepted: send binary msgpack")
-                self._spend_message_allowance()
-                handle_message(self, decode_client(data))
-            except ProtocolError as error:
-                logger.info("session %d (%s) broke the protocol: %s", self.id, self.remote, error)
-                self.close(error.code, error.reason)
-                return
-            except Exception:
-                logger.exception("session %d: error while handling a message; closing it with 1011", self.id)
-                self.close(CloseCode.INTERNAL_ERROR, "internal server error; please report it")
-                return
+    def _send_ping(self) -> None:
+        if self.closing:
+            return
+        self._pings_sent += 1
+        self._ping_sent_at = trio.current_time()
+        self.outbox.put_nowait(ping_frame(_ping_payload(self._pings_sent)), state=False)
+        self.timers.call_at(self._ping_sent_at + self.config.pong_timeout, self._check_pong)
+
+    def _check_pong(self) -> None:
+        sent_at = self._ping_sent_at
+        if sent_at is not None and trio.current_time() >= sent_at + self.config.pong_timeout:
+            self.close(
+                CloseCode.INTERNAL_ERROR, f"keepalive ping timeout: no pong within {self.config.pong_timeout:g} s"
+            )
+
+    def _check_hello(self) -> None:
+        if self.name is None:
+            self.close(CloseCode.POLICY_VIOLATION, f"no hello within {self.config.hello_timeout:g} s")
+
+    def _check_token(self) -> None:
+        if trio.current_time() >= self.token_deadline:
+            self.close(CloseCode.POLICY_VIOLATION, "token expired: reconnect with a new token")
 
     def _spend_message_allowance(self) -> None:
         """A token bucket of `max_messages_per_second`, refilled continuously, one second deep."""
@@ -214,6 +230,6 @@ class Session:
             raise ProtocolError(CloseCode.POLICY_VIOLATION, f"too many messages: the limit is {rate} per second")
         self._message_allowance -= 1
 
-    def _peer_closed(self) -> None:
-        closed = self.ws.closed
-        self.close(closed.code if closed else CloseCode.GOING_AWAY, (closed.reason or "") if closed else "")
+
+def _ping_payload(number: int) -> bytes:
+    return struct.pack("!I", number & 0xFFFFFFFF)

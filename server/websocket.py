@@ -1,6 +1,12 @@
 """The WebSocket side of the server's port: trio-websocket, given the connection after h11 has routed it.
 
-Two things trio-websocket does not do for a server on a shared port, done here:
+trio-websocket does the opening handshake, reads the socket, answers pings and runs the closing handshake.
+Everything it writes goes through the connection's `Outbox`, the socket's one writer, which also writes the
+server's own frames. Messages do not go through trio-websocket's message queue: `_ServerProtocol` hands each
+one, as wsproto completes it, straight to the connection's listener (the session), so a client message costs
+no task switch; the listener hears pongs and the end of the connection the same way.
+
+Two more things trio-websocket does not do for a server on a shared port, done here:
 - h11 has already read the request head, so the stream replays those bytes to trio-websocket first;
 - wsproto reports a frame it cannot parse as a CloseConnection event while the connection is still open,
   and trio-websocket answers a CloseConnection only once the peer has started closing, so the peer would see
@@ -12,13 +18,14 @@ Two things trio-websocket does not do for a server on a shared port, done here:
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 
+import attrs
 import trio
 import trio_websocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection, Event
+from wsproto.events import BytesMessage, CloseConnection, Event, Pong, TextMessage
 
 from server.outbox import Outbox
 
@@ -36,11 +43,46 @@ class HandshakeRefusal(Exception):
         self.reason = reason
 
 
+class ConnectionListener(Protocol):
+    """What hears a connection's messages (the session). Its methods are called from the connection's reader
+    task and must not block."""
+
+    def receive_message(self, data: bytes | str) -> None:
+        """A whole message arrived (str for a text message)."""
+
+    def receive_pong(self, payload: bytes) -> None:
+        """A pong arrived."""
+
+    def message_too_big(self, limit: int) -> None:
+        """A message grew past `limit` bytes; the rest of it is discarded."""
+
+    def connection_lost(self) -> None:
+        """The connection is over: closed by either side, or dropped."""
+
+
 class _ServerProtocol(WSConnection):
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, max_message_size: int) -> None:
         super().__init__(ConnectionType.SERVER)
         self._answering_parse_failure = False
         self._outbox = outbox
+        self._max_message_size = max_message_size
+        self._listener: ConnectionListener | None = None
+        self._early_messages: list[bytes | str] = []
+        """Messages that arrived before a listener was attached."""
+        self._message_parts: list[bytes | str] = []
+        self._message_size = 0
+        self._discarding_message = False
+
+    def attach(self, listener: ConnectionListener) -> None:
+        """Deliver messages to `listener` from now on (and those that arrived before)."""
+        self._listener = listener
+        early, self._early_messages = self._early_messages, []
+        for message in early:
+            listener.receive_message(message)
+
+    def connection_lost(self) -> None:
+        if self._listener is not None:
+            self._listener.connection_lost()
 
     @property
     def state(self) -> ConnectionState:
@@ -50,7 +92,12 @@ class _ServerProtocol(WSConnection):
 
     def events(self) -> Generator[Event, None, None]:
         for event in super().events():
-            if isinstance(event, CloseConnection) and super().state is ConnectionState.OPEN:
+            if isinstance(event, BytesMessage | TextMessage):
+                self._receive_message_part(event)
+                continue
+            if isinstance(event, Pong) and self._listener is not None:
+                self._listener.receive_pong(bytes(event.payload))
+            elif isinstance(event, CloseConnection) and super().state is ConnectionState.OPEN:
                 self._answering_parse_failure = True
             yield event
 
@@ -59,6 +106,27 @@ class _ServerProtocol(WSConnection):
             self._answering_parse_failure = False
             self._outbox.close_data()
         return super().send(event)
+
+    def _receive_message_part(self, part: BytesMessage | TextMessage) -> None:
+        if not self._discarding_message:
+            self._message_parts.append(part.data if isinstance(part.data, str) else bytes(part.data))
+            self._message_size += len(part.data)
+            if self._message_size > self._max_message_size:
+                self._discarding_message = True
+                self._message_parts.clear()
+                if self._listener is not None:
+                    self._listener.message_too_big(self._max_message_size)
+        if not part.message_finished:
+            return
+        parts, self._message_parts, self._message_size = self._message_parts, [], 0
+        if self._discarding_message:
+            self._discarding_message = False
+            return
+        message = parts[0] if len(parts) == 1 else type(parts[0])().join(parts)  # type: ignore[arg-type]
+        if self._listener is None:
+            self._early_messages.append(message)
+        else:
+            self._listener.receive_message(message)
 
 
 class _ReplayedStream(trio.abc.Stream):
@@ -98,6 +166,18 @@ class _ReplayedStream(trio.abc.Stream):
         await self.stream.aclose()
 
 
+@attrs.frozen
+class AcceptedWebSocket(Generic[T]):
+    ws: trio_websocket.WebSocketConnection
+    """trio-websocket's connection: for closing it, and what `closed` says."""
+    outbox: Outbox
+    """The socket's one writer: send frames with it."""
+    protocol: _ServerProtocol
+    """`attach` a listener to it to receive messages."""
+    checked: T
+    """What the handshake check returned."""
+
+
 async def accept_websocket(
     nursery: trio.Nursery,
     stream: trio.SocketStream,
@@ -109,11 +189,11 @@ async def accept_websocket(
     outbox_capacity: int,
     delay: float,
     timeout: float,
-) -> tuple[trio_websocket.WebSocketConnection, Outbox, T] | None:
+) -> AcceptedWebSocket[T] | None:
     """Complete the WebSocket handshake on a connection whose request head has been read already.
 
     Args:
-        nursery: runs the connection's reader task and its outbox; it must outlive the connection.
+        nursery: runs the connection's reader task and its outbox's task; it must outlive the connection.
         stream: the connection.
         request_head: the bytes of the request head, already read.
         after_head: whatever the client sent after the head, already read.
@@ -125,28 +205,30 @@ async def accept_websocket(
         timeout: seconds the handshake may take.
 
     Returns:
-        The open WebSocket, the outbox that writes everything sent on it, and what `check` returned; or None
-        if the handshake was invalid (wsproto answered it with 400), refused, or timed out.
+        The open WebSocket, or None if the handshake was invalid (wsproto answered it with 400), refused, or
+        timed out.
     """
     # What `trio_websocket.wrap_server_stream` does, with our wsproto connection and stream: it builds its own
     # wsproto connection, so its two private steps are called here (pyproject pins trio-websocket < 0.13).
     outbox = Outbox(fd=stream.socket.fileno(), capacity=outbox_capacity, delay=delay)
     nursery.start_soon(outbox.run)
     replayed = _ReplayedStream(stream, outbox, request_head, after_head)
+    protocol = _ServerProtocol(outbox, max_message_size)
     ws = trio_websocket.WebSocketConnection(
         replayed,
-        _ServerProtocol(outbox),
-        message_queue_size=4,
+        protocol,
+        message_queue_size=1,  # unused: messages go to the listener (see `_ServerProtocol`)
         max_message_size=max_message_size,
         receive_buffer_size=HANDSHAKE_RECEIVE_BYTES,
     )
     with trio.move_on_after(timeout) as handshake_scope:
 
-        async def read_until_handshake_ends() -> None:
+        async def read_until_connection_ends() -> None:
             await ws._reader_task()
             handshake_scope.cancel()
+            protocol.connection_lost()
 
-        nursery.start_soon(read_until_handshake_ends)
+        nursery.start_soon(read_until_connection_ends)
         request = await ws._get_request()
         try:
             checked = check(request.headers)
@@ -158,5 +240,5 @@ async def accept_websocket(
             return None
         accepted = await request.accept()
         replayed.handshake_complete.set()
-        return accepted, outbox, checked
+        return AcceptedWebSocket(ws=accepted, outbox=outbox, protocol=protocol, checked=checked)
     return None

@@ -1,0 +1,58 @@
+"""One task keeps the timers of every session: keepalive pings, pong and hello deadlines, token expiry.
+
+Rules: a callback runs at or after its trio time, in order of due time, in the timers' task; it must not block,
+and what it raises is logged without stopping the others. A timer holds its callback's object weakly, so a
+closed session is not kept alive by a timer it set; a callback that finds its work gone simply returns.
+One task for all, rather than a few sleeping tasks per connection, keeps an idle connection small and spreads
+pings over time instead of sending them to everyone at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.define(eq=False)
+class Timers:
+    _heap: list[tuple[float, int, weakref.WeakMethod[Callable[[], Any]]]] = attrs.field(factory=list, init=False)
+    _order: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
+    _earlier_timer: trio.Event = attrs.field(factory=trio.Event, init=False)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def call_at(self, when: float, callback: Callable[[], Any]) -> None:
+        """Call the bound method `callback` at trio time `when` (unless its object is gone by then)."""
+        entry = (when, next(self._order), weakref.WeakMethod(callback))
+        heapq.heappush(self._heap, entry)
+        if self._heap[0] is entry:
+            self._earlier_timer.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the timers as they fall due, until cancelled."""
+        task_status.started()
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                callback = heapq.heappop(heap)[2]()
+                if callback is None:
+                    continue
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("a timer's callback failed; the other timers go on")
+            self._earlier_timer = trio.Event()
+            with trio.move_on_at(heap[0][0] if heap else math.inf):
+                await self._earlier_timer.wait()
