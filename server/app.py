@@ -62,7 +62,7 @@ from server.web import (
     respond_json,
     static_file,
 )
-from server.websocket import HandshakeRefusal, accept_websocket
+from server.websocket import AcceptedWebSocket, HandshakeRefusal, serve_websocket
 
 logger = logging.getLogger(__name__)
 
@@ -238,8 +238,10 @@ class ArenaServer:
         connection, request = head
         del head
         if request.path == WEBSOCKET_PATH and request.is_websocket_upgrade:
-            del connection  # its work is done; the WebSocket may live for hours
-            await self._serve_websocket(stream, request)
+            del connection  # its work is done, and the WebSocket may live for hours: let both go
+            request_head, after_head = request.raw, request.after_head
+            del request
+            await self._serve_websocket(stream, request_head, after_head)
             return
         try:
             await self._answer_http(stream, connection, request)
@@ -313,47 +315,49 @@ class ArenaServer:
             self.counters["auth_refused"] += 1
             raise HandshakeRefusal(401, f"authentication failed: {error}") from None
 
-    async def _serve_websocket(self, stream: trio.SocketStream, request: HttpRequest) -> None:
+    async def _serve_websocket(self, stream: trio.SocketStream, request_head: bytes, after_head: bytes) -> None:
         host, port = stream.socket.getpeername()[:2]
         remote = f"{host}:{port}"
-        async with trio.open_nursery() as nursery:
-            handshake = await accept_websocket(
-                nursery,
+        opened: list[Session] = []
+
+        def open_session(accepted: AcceptedWebSocket[Identity | None]) -> Session:
+            session = Session(
+                ws=accepted.ws,
+                outbox=accepted.outbox,
+                nursery=accepted.nursery,
+                config=self.config,
+                timers=self._timers,
+                handle_message=self._handle_message,
+                remote=remote,
+                identity=accepted.checked,
+            )
+            opened.append(session)
+            self.sessions.add(session)
+            session.send_control(self._welcome_frame)
+            session.start()
+            if self.draining:
+                session.close(CloseCode.GOING_AWAY, "server is shutting down")
+            return session
+
+        try:
+            await serve_websocket(
                 stream,
-                request.raw,
-                request.after_head,
+                request_head,
+                after_head,
                 check=self._check_upgrade,
+                open_listener=open_session,
                 max_message_size=MAX_CLIENT_MESSAGE_BYTES,
                 outbox_capacity=self.config.outbox_capacity,
                 delay=self.config.simulated_latency,
                 timeout=self.config.hello_timeout,
             )
-            if handshake is None:
-                nursery.cancel_scope.cancel()
-                return
-            session = Session(
-                ws=handshake.ws,
-                outbox=handshake.outbox,
-                config=self.config,
-                timers=self._timers,
-                handle_message=self._handle_message,
-                remote=remote,
-                identity=handshake.checked,
-            )
-            if self.draining:
-                session.close(CloseCode.GOING_AWAY, "server is shutting down")
-            self.sessions.add(session)
-            session.send_control(self._welcome_frame)
-            session.start()
-            handshake.protocol.attach(session)
-            try:
-                await session.run()
-            finally:
+        finally:
+            for session in opened:
+                session.connection_lost()
                 self._forget(session)
                 self.close_codes[session.close_code or CloseCode.NORMAL] += 1
                 self._overflows_of_closed_sessions += session.overflows
                 logger.info("session %d closed: %s %s", session.id, session.close_code, session.close_reason)
-                nursery.cancel_scope.cancel()
 
     def _forget(self, session: Session) -> None:
         """A session's connection is gone: free what it held (a held seat stays held for resuming)."""

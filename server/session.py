@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import logging
 import struct
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -50,6 +49,8 @@ class Session:
 
     ws: WebSocketConnection
     outbox: Outbox
+    nursery: trio.Nursery
+    """The connection's nursery: closing runs in it."""
     config: ServerConfig
     timers: Timers
     handle_message: MessageHandler
@@ -63,15 +64,17 @@ class Session:
     player_id: int | None = None
     latest_input: PlayerInput | None = None
     """The input the match applied last; it holds while no newer one waits."""
-    pending_inputs: deque[PlayerInput] = attrs.field(factory=lambda: deque(maxlen=INPUT_QUEUE_LENGTH))
-    """Inputs received and not applied yet, oldest first; the match applies one per tick."""
+    pending_inputs: list[PlayerInput] = attrs.field(factory=list)
+    """Inputs received and not applied yet, oldest first (at most `INPUT_QUEUE_LENGTH`); the match applies one
+    per tick."""
     rtt_ms: int = 0
     needs_snapshot: bool = False
     overflows: int = 0
     close_code: int | None = None
     close_reason: str = ""
     _overflow_times: list[float] = attrs.field(factory=list, init=False)
-    _close_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
+    closing: bool = attrs.field(default=False, init=False)
+    """Whether the session is being closed (then nothing more is sent or handled)."""
     _message_allowance: float = attrs.field(init=False)
     _allowance_updated: float = attrs.field(factory=trio.current_time, init=False)
     _pings_sent: int = attrs.field(default=0, init=False)
@@ -80,10 +83,6 @@ class Session:
 
     def __attrs_post_init__(self) -> None:
         self._message_allowance = float(self.config.max_messages_per_second)
-
-    @property
-    def closing(self) -> bool:
-        return self._close_requested.is_set()
 
     @property
     def backlog(self) -> int:
@@ -127,15 +126,15 @@ class Session:
             )
 
     def close(self, code: int, reason: str) -> None:
-        """Ask for the connection to be closed with `code` and `reason`; the first request wins."""
+        """Close the connection with `code` and `reason` (the closing handshake runs in the background); the
+        first request wins."""
         if self.closing:
             return
+        self.closing = True
         self.close_code, self.close_reason = code, reason
-        self._close_requested.set()
+        self.nursery.start_soon(self._close_websocket)
 
-    async def run(self) -> None:
-        """Wait until the session is to be closed or the connection is gone, then close the WebSocket."""
-        await self._close_requested.wait()
+    async def _close_websocket(self) -> None:
         with trio.move_on_after(self.config.close_timeout) as scope:
             await self.ws.aclose(self.close_code or CloseCode.NORMAL, self.close_reason or None)
         if scope.cancelled_caught:
@@ -173,8 +172,11 @@ class Session:
         self.close(CloseCode.MESSAGE_TOO_BIG, f"message too big: the limit is {limit} bytes")
 
     def connection_lost(self) -> None:
-        closed = self.ws.closed
-        self.close(closed.code if closed else CloseCode.GOING_AWAY, (closed.reason or "") if closed else "")
+        if not self.closing:
+            closed = self.ws.closed
+            self.closing = True
+            self.close_code = closed.code if closed else CloseCode.GOING_AWAY
+            self.close_reason = (closed.reason or "") if closed else ""
 
     # Inputs, applied by the match one per tick.
 
@@ -183,11 +185,13 @@ class Session:
         newest = self.pending_inputs[-1] if self.pending_inputs else self.latest_input
         if newest is None or player_input.seq > newest.seq:
             self.pending_inputs.append(player_input)
+            if len(self.pending_inputs) > INPUT_QUEUE_LENGTH:
+                del self.pending_inputs[0]
 
     def next_input(self) -> PlayerInput | None:
         """The input to apply this tick: the oldest waiting one, else the last one again."""
         if self.pending_inputs:
-            self.latest_input = self.pending_inputs.popleft()
+            self.latest_input = self.pending_inputs.pop(0)
         return self.latest_input
 
     def reset_inputs(self) -> None:

@@ -15,6 +15,7 @@ import logging
 import math
 import weakref
 from collections.abc import Callable
+from types import MethodType
 from typing import Any
 
 import attrs
@@ -25,16 +26,18 @@ logger = logging.getLogger(__name__)
 
 @attrs.define(eq=False)
 class Timers:
-    _heap: list[tuple[float, int, weakref.WeakMethod[Callable[[], Any]]]] = attrs.field(factory=list, init=False)
+    _heap: list[tuple[float, int, weakref.ref[Any], Callable[[Any], object]]] = attrs.field(factory=list, init=False)
+    """(due, order of setting, the method's object, the method's function)."""
     _order: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
     _earlier_timer: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def call_at(self, when: float, callback: Callable[[], Any]) -> None:
+    def call_at(self, when: float, callback: Callable[[], object]) -> None:
         """Call the bound method `callback` at trio time `when` (unless its object is gone by then)."""
-        entry = (when, next(self._order), weakref.WeakMethod(callback))
+        method: MethodType = callback  # type: ignore[assignment]
+        entry = (when, next(self._order), weakref.ref(method.__self__), method.__func__)
         heapq.heappush(self._heap, entry)
         if self._heap[0] is entry:
             self._earlier_timer.set()
@@ -46,11 +49,12 @@ class Timers:
         while True:
             now = trio.current_time()
             while heap and heap[0][0] <= now:
-                callback = heapq.heappop(heap)[2]()
-                if callback is None:
+                _, _, owner_ref, function = heapq.heappop(heap)
+                owner = owner_ref()
+                if owner is None:
                     continue
                 try:
-                    callback()
+                    function(owner)
                 except Exception:
                     logger.exception("a timer's callback failed; the other timers go on")
             self._earlier_timer = trio.Event()

@@ -25,7 +25,7 @@ import trio
 import trio_websocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Event, Pong, TextMessage
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Pong, TextMessage
 
 from server.outbox import Outbox
 
@@ -72,6 +72,7 @@ class _ServerProtocol(WSConnection):
         self._message_parts: list[bytes | str] = []
         self._message_size = 0
         self._discarding_message = False
+        self._handshake_done = False
 
     def attach(self, listener: ConnectionListener) -> None:
         """Deliver messages to `listener` from now on (and those that arrived before)."""
@@ -91,7 +92,10 @@ class _ServerProtocol(WSConnection):
         return super().state
 
     def events(self) -> Generator[Event, None, None]:
-        for event in super().events():
+        # Once open, only the connection has events: the handshake is gone (see `send`).
+        connection = self.connection
+        events = connection.events() if self._handshake_done and connection is not None else super().events()
+        for event in events:
             if isinstance(event, BytesMessage | TextMessage):
                 self._receive_message_part(event)
                 continue
@@ -105,7 +109,13 @@ class _ServerProtocol(WSConnection):
         if isinstance(event, CloseConnection):
             self._answering_parse_failure = False
             self._outbox.close_data()
-        return super().send(event)
+        data = super().send(event)
+        if isinstance(event, AcceptConnection):
+            # wsproto keeps its h11 handshake for the connection's life and never uses it again: let it go
+            # (a few KB per connection).
+            self._handshake_done = True
+            del self.handshake
+        return data
 
     def _receive_message_part(self, part: BytesMessage | TextMessage) -> None:
         if not self._discarding_message:
@@ -172,73 +182,74 @@ class AcceptedWebSocket(Generic[T]):
     """trio-websocket's connection: for closing it, and what `closed` says."""
     outbox: Outbox
     """The socket's one writer: send frames with it."""
-    protocol: _ServerProtocol
-    """`attach` a listener to it to receive messages."""
+    nursery: trio.Nursery
+    """The connection's nursery, for work that must end with it (closing it, say)."""
     checked: T
     """What the handshake check returned."""
 
 
-async def accept_websocket(
-    nursery: trio.Nursery,
+async def serve_websocket(
     stream: trio.SocketStream,
     request_head: bytes,
     after_head: bytes,
     *,
     check: Callable[[list[tuple[bytes, bytes]]], T],
+    open_listener: Callable[[AcceptedWebSocket[T]], ConnectionListener],
     max_message_size: int,
     outbox_capacity: int,
     delay: float,
     timeout: float,
-) -> AcceptedWebSocket[T] | None:
-    """Complete the WebSocket handshake on a connection whose request head has been read already.
+) -> None:
+    """Complete the WebSocket handshake on a connection whose request head has been read, then read the
+    connection until it ends; returns then.
+
+    The reading happens in the calling task: a connection costs one task while idle.
 
     Args:
-        nursery: runs the connection's reader task and its outbox's task; it must outlive the connection.
         stream: the connection.
         request_head: the bytes of the request head, already read.
         after_head: whatever the client sent after the head, already read.
-        check: looks at the request's headers before accepting; its result is returned with the connection,
-            and a `HandshakeRefusal` it raises is answered with that HTTP status and reason.
+        check: looks at the request's headers before accepting; its result is handed to `open_listener`, and a
+            `HandshakeRefusal` it raises is answered with that HTTP status and reason.
+        open_listener: called once the connection is open; what it returns hears the connection's messages
+            and, at the end, `connection_lost`.
         max_message_size: bigger messages are refused with close code 1009.
         outbox_capacity: frames the connection's backlog holds (see `Outbox`).
         delay: development only: seconds every frame sent is held back.
         timeout: seconds the handshake may take.
-
-    Returns:
-        The open WebSocket, or None if the handshake was invalid (wsproto answered it with 400), refused, or
-        timed out.
     """
-    # What `trio_websocket.wrap_server_stream` does, with our wsproto connection and stream: it builds its own
-    # wsproto connection, so its two private steps are called here (pyproject pins trio-websocket < 0.13).
-    outbox = Outbox(fd=stream.socket.fileno(), capacity=outbox_capacity, delay=delay)
-    nursery.start_soon(outbox.run)
-    replayed = _ReplayedStream(stream, outbox, request_head, after_head)
-    protocol = _ServerProtocol(outbox, max_message_size)
-    ws = trio_websocket.WebSocketConnection(
-        replayed,
-        protocol,
-        message_queue_size=1,  # unused: messages go to the listener (see `_ServerProtocol`)
-        max_message_size=max_message_size,
-        receive_buffer_size=HANDSHAKE_RECEIVE_BYTES,
-    )
-    with trio.move_on_after(timeout) as handshake_scope:
+    async with trio.open_nursery() as nursery:
+        outbox = Outbox(fd=stream.socket.fileno(), nursery=nursery, capacity=outbox_capacity, delay=delay)
+        replayed = _ReplayedStream(stream, outbox, request_head, after_head)
+        protocol = _ServerProtocol(outbox, max_message_size)
+        # What `trio_websocket.wrap_server_stream` does, with our wsproto connection and stream: it builds its
+        # own wsproto connection, so its private steps are called here (pyproject pins trio-websocket < 0.13).
+        ws = trio_websocket.WebSocketConnection(
+            replayed,
+            protocol,
+            message_queue_size=1,  # unused: messages go to the listener (see `_ServerProtocol`)
+            max_message_size=max_message_size,
+            receive_buffer_size=HANDSHAKE_RECEIVE_BYTES,
+        )
 
-        async def read_until_connection_ends() -> None:
-            await ws._reader_task()
-            handshake_scope.cancel()
-            protocol.connection_lost()
+        async def handshake() -> None:
+            with trio.move_on_after(timeout):
+                request = await ws._get_request()
+                try:
+                    checked = check(request.headers)
+                except HandshakeRefusal as refusal:
+                    body = f"{refusal.reason}\n".encode()
+                    headers = [(b"Content-Type", b"text/plain; charset=utf-8")]
+                    await request.reject(refusal.status, extra_headers=headers, body=body)
+                    nursery.cancel_scope.cancel()
+                    return
+                accepted = await request.accept()
+                replayed.handshake_complete.set()
+                protocol.attach(open_listener(AcceptedWebSocket(accepted, outbox, nursery, checked)))
+                return
+            nursery.cancel_scope.cancel()  # the handshake took too long
 
-        nursery.start_soon(read_until_connection_ends)
-        request = await ws._get_request()
-        try:
-            checked = check(request.headers)
-        except HandshakeRefusal as refusal:
-            body = f"{refusal.reason}\n".encode()
-            await request.reject(
-                refusal.status, extra_headers=[(b"Content-Type", b"text/plain; charset=utf-8")], body=body
-            )
-            return None
-        accepted = await request.accept()
-        replayed.handshake_complete.set()
-        return AcceptedWebSocket(ws=accepted, outbox=outbox, protocol=protocol, checked=checked)
-    return None
+        nursery.start_soon(handshake)
+        await ws._reader_task()
+        protocol.connection_lost()
+        nursery.cancel_scope.cancel()

@@ -43,44 +43,41 @@ def test_binary_frame_is_one_unmasked_binary_frame():
 async def test_a_frame_goes_out_at_once_when_nothing_waits():
     writer, reader = _socket_pair()
     with writer, reader:
-        outbox = Outbox(fd=writer.fileno(), capacity=8)
-        assert outbox.put_nowait(binary_frame(b"hello"), state=True)
-        assert len(outbox) == 0
-        assert outbox.frames_sent == 1
+        async with trio.open_nursery() as nursery:
+            outbox = Outbox(fd=writer.fileno(), nursery=nursery, capacity=8)
+            assert outbox.put_nowait(binary_frame(b"hello"), state=True)
+            assert len(outbox) == 0
+            assert outbox.frames_sent == 1
         assert await _read_frames(reader, 1) == [b"hello"]
 
 
 async def test_frames_the_socket_cannot_take_wait_in_order_and_drain_later():
     writer, reader = _socket_pair()
     with writer, reader:
-        outbox = Outbox(fd=writer.fileno(), capacity=1000)
-        payloads = [bytes([index]) * 1500 for index in range(200)]
-        for payload in payloads:
-            assert outbox.put_nowait(binary_frame(payload), state=False)
-        assert len(outbox) > 0, "the small socket buffer should have filled"
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(outbox.run)
+            outbox = Outbox(fd=writer.fileno(), nursery=nursery, capacity=1000)
+            payloads = [bytes([index]) * 1500 for index in range(200)]
+            for payload in payloads:
+                assert outbox.put_nowait(binary_frame(payload), state=False)
+            assert len(outbox) > 0, "the small socket buffer should have filled"
             assert await _read_frames(reader, len(payloads)) == payloads
-            nursery.cancel_scope.cancel()
         assert outbox.frames_sent == len(payloads)
+        assert len(outbox) == 0
 
 
 async def test_a_full_backlog_drops_state_frames_but_keeps_control_frames_and_the_half_written_one():
     writer, reader = _socket_pair()
     with writer, reader:
-        outbox = Outbox(fd=writer.fileno(), capacity=4)
-        while not len(outbox):
-            outbox.put_nowait(binary_frame(b"s" * 3000), state=True)
-        outbox.put_nowait(binary_frame(b"control"), state=False)
-        while len(outbox) < 4:
-            assert outbox.put_nowait(binary_frame(b"s" * 3000), state=True)
-        assert not outbox.put_nowait(binary_frame(b"dropped"), state=True)
-        assert len(outbox) <= 2, "only the control frame and a half-written state frame may stay"
-        waiting = len(outbox)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(outbox.run)
-            received = await _read_frames(reader, outbox.frames_sent + waiting)
-            nursery.cancel_scope.cancel()
+            outbox = Outbox(fd=writer.fileno(), nursery=nursery, capacity=4)
+            while not len(outbox):
+                outbox.put_nowait(binary_frame(b"s" * 3000), state=True)
+            outbox.put_nowait(binary_frame(b"control"), state=False)
+            while len(outbox) < 4:
+                assert outbox.put_nowait(binary_frame(b"s" * 3000), state=True)
+            assert not outbox.put_nowait(binary_frame(b"dropped"), state=True)
+            assert len(outbox) <= 2, "only the control frame and a half-written state frame may stay"
+            received = await _read_frames(reader, outbox.frames_sent + len(outbox))
         assert received[-1] == b"control"
         assert set(received[:-1]) == {b"s" * 3000}
 
@@ -88,15 +85,13 @@ async def test_a_full_backlog_drops_state_frames_but_keeps_control_frames_and_th
 async def test_send_all_returns_once_written_and_no_data_follows_close():
     writer, reader = _socket_pair()
     with writer, reader:
-        outbox = Outbox(fd=writer.fileno(), capacity=8)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(outbox.run)
+            outbox = Outbox(fd=writer.fileno(), nursery=nursery, capacity=8)
             outbox.put_nowait(binary_frame(b"before"), state=True)
             outbox.close_data()
             await outbox.send_all(b"\x88\x02\x03\xe8")
             assert outbox.put_nowait(binary_frame(b"after"), state=True)
             assert len(outbox) == 0
-            nursery.cancel_scope.cancel()
         data = await reader.recv(65536)
         assert data == binary_frame(b"before") + b"\x88\x02\x03\xe8"
 
@@ -105,8 +100,9 @@ async def test_a_reset_peer_fails_the_outbox_and_send_all_raises():
     writer, reader = _socket_pair()
     with writer:
         reader.close()
-        outbox = Outbox(fd=writer.fileno(), capacity=8)
-        outbox.put_nowait(binary_frame(b"lost"), state=True)
-        assert isinstance(outbox.error, BrokenPipeError | ConnectionResetError)
-        with pytest.raises(trio.BrokenResourceError, match="broken"):
-            await outbox.send_all(b"\x88\x00")
+        async with trio.open_nursery() as nursery:
+            outbox = Outbox(fd=writer.fileno(), nursery=nursery, capacity=8)
+            outbox.put_nowait(binary_frame(b"lost"), state=True)
+            assert isinstance(outbox.error, BrokenPipeError | ConnectionResetError)
+            with pytest.raises(trio.BrokenResourceError, match="broken"):
+                await outbox.send_all(b"\x88\x00")
