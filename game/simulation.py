@@ -89,19 +89,24 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
             player = attrs.evolve(player, next_fire_tick=tick + rules.fire_interval_ticks)
         players[pid] = player
 
+    blockers = _grown_walls(rules, margin=rules.projectile_radius)
+    # Living players in id order and where projectiles can hit them (nobody moves while projectiles fly).
+    targets = [(pid, player.x, player.y) for pid, player in sorted(players.items()) if player.alive]
+    life_ticks = rules.projectile_life_ticks
     for projectile_id in sorted(projectiles):
         projectile = projectiles[projectile_id]
         age = tick - projectile.spawn_tick
-        if age > rules.projectile_life_ticks:
+        if age > life_ticks:
             del projectiles[projectile_id]
             continue
         x, y = projectile_position(projectile, tick, rules)
-        if _blocked(x, y, rules, margin=rules.projectile_radius):
+        if _blocked(x, y, rules, blockers):
             del projectiles[projectile_id]
             continue
-        target = _first_target(projectile, x, y, players, rules)
-        if target is None:
+        target_id = _first_target(projectile, x, y, targets, rules)
+        if target_id is None:
             continue
+        target = players[target_id]
         del projectiles[projectile_id]
         hp = max(0, target.hp - rules.damage)
         events.append(Hit(shooter=projectile.owner, target=target.id, damage=target.hp - hp, hp=hp))
@@ -111,6 +116,7 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
         players[target.id] = attrs.evolve(
             target, hp=0, deaths=target.deaths + 1, respawn_tick=tick + rules.respawn_ticks
         )
+        targets = [entry for entry in targets if entry[0] != target.id]
         shooter = players.get(projectile.owner)
         if shooter is not None:
             players[shooter.id] = attrs.evolve(shooter, kills=shooter.kills + 1)
@@ -160,7 +166,21 @@ def _apply_input(player: Player, player_input: PlayerInput, rules: Rules) -> Pla
         x = _slide(x, y, player_input.move_x * speed, rules, axis=0)
     if player_input.move_y:
         y = _slide(x, y, player_input.move_y * speed, rules, axis=1)
-    return attrs.evolve(player, x=x, y=y, aim_mrad=aim_mrad)
+    if x == player.x and y == player.y and aim_mrad == player.aim_mrad:
+        return player
+    # What attrs.evolve(player, x=x, y=y, aim_mrad=aim_mrad) does, at a fifth of its cost: every player, every tick.
+    return Player(
+        id=player.id,
+        name=player.name,
+        x=x,
+        y=y,
+        aim_mrad=aim_mrad,
+        hp=player.hp,
+        kills=player.kills,
+        deaths=player.deaths,
+        respawn_tick=player.respawn_tick,
+        next_fire_tick=player.next_fire_tick,
+    )
 
 
 def _slide(x: float, y: float, delta: float, rules: Rules, *, axis: int) -> float:
@@ -202,22 +222,32 @@ def _launch(player: Player, projectile_id: int, tick: int, rules: Rules) -> Proj
     )
 
 
-def _blocked(x: float, y: float, rules: Rules, *, margin: float) -> bool:
+_GrownWall = tuple[float, float, float, float]
+
+
+def _grown_walls(rules: Rules, *, margin: float) -> tuple[_GrownWall, ...]:
+    """Each wall as (left, right, top, bottom) grown by `margin`, computed as `Rect.contains` does."""
+    return tuple(
+        (wall.x - margin, wall.x + wall.width + margin, wall.y - margin, wall.y + wall.height + margin)
+        for wall in rules.walls
+    )
+
+
+def _blocked(x: float, y: float, rules: Rules, grown_walls: tuple[_GrownWall, ...]) -> bool:
     if not (0 <= x <= rules.width and 0 <= y <= rules.height):
         return True
-    return any(wall.contains(x, y, margin=margin) for wall in rules.walls)
+    return any(left < x < right and top < y < bottom for left, right, top, bottom in grown_walls)
 
 
 def _first_target(
-    projectile: Projectile, x: float, y: float, players: Mapping[int, Player], rules: Rules
-) -> Player | None:
+    projectile: Projectile, x: float, y: float, targets: list[tuple[int, float, float]], rules: Rules
+) -> int | None:
+    """The first living player (in id order) other than the shooter within reach of (x, y)."""
     reach_squared = (rules.player_radius + rules.projectile_radius) ** 2
-    for pid in sorted(players):
-        player = players[pid]
-        if pid == projectile.owner or not player.alive:
-            continue
-        if (player.x - x) ** 2 + (player.y - y) ** 2 <= reach_squared:
-            return player
+    owner = projectile.owner
+    for pid, player_x, player_y in targets:
+        if pid != owner and (player_x - x) ** 2 + (player_y - y) ** 2 <= reach_squared:
+            return pid
     return None
 
 

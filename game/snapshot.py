@@ -107,6 +107,8 @@ def delta(previous: Snapshot, current: Snapshot) -> Delta:
             removed[kind] = gone
         for eid, fields in after.items():
             old = before.get(eid)
+            if old == fields:
+                continue
             if old is None or old.keys() != fields.keys():
                 added.setdefault(kind, {})[eid] = fields
                 continue
