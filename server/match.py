@@ -34,34 +34,45 @@ from server.session import Session
 logger = logging.getLogger(__name__)
 
 MAX_CATCH_UP_TICKS = 3
-LATENESS_SAMPLES = 3000
+TIMING_WINDOW_SECONDS = 10.0
+TIMING_MAX_SAMPLES = 3000
 
 
 @attrs.define(eq=False)
 class TickStatistics:
-    """Tick timing across all matches of a server, for /healthz."""
+    """Tick timing across all matches of a server, for /healthz: counts since start, and lateness and duration
+    over the last `TIMING_WINDOW_SECONDS` (at most `TIMING_MAX_SAMPLES` ticks)."""
 
     ticks: int = 0
     skipped_ticks: int = 0
-    lateness: deque[float] = attrs.field(factory=lambda: deque(maxlen=LATENESS_SAMPLES))
-    durations: deque[float] = attrs.field(factory=lambda: deque(maxlen=LATENESS_SAMPLES))
+    samples: deque[tuple[float, float, float]] = attrs.field(factory=lambda: deque(maxlen=TIMING_MAX_SAMPLES))
+    """(when the tick started, how late, how long it took), in seconds of trio time."""
+
+    def record(self, started: float, lateness: float, duration: float) -> None:
+        self.ticks += 1
+        self.samples.append((started, lateness, duration))
 
     def summary(self) -> dict[str, float | int]:
+        window_start = trio.current_time() - TIMING_WINDOW_SECONDS
+        recent = [sample for sample in self.samples if sample[0] >= window_start]
+        lateness = sorted(sample[1] for sample in recent)
+        durations = sorted(sample[2] for sample in recent)
         return {
             "ticks": self.ticks,
             "skipped": self.skipped_ticks,
-            "lateness_ms_p50": _percentile_ms(self.lateness, 0.50),
-            "lateness_ms_p99": _percentile_ms(self.lateness, 0.99),
-            "lateness_ms_max": _percentile_ms(self.lateness, 1.0),
-            "duration_ms_p50": _percentile_ms(self.durations, 0.50),
-            "duration_ms_p99": _percentile_ms(self.durations, 0.99),
+            "window_seconds": TIMING_WINDOW_SECONDS,
+            "window_ticks": len(recent),
+            "lateness_ms_p50": _percentile_ms(lateness, 0.50),
+            "lateness_ms_p99": _percentile_ms(lateness, 0.99),
+            "lateness_ms_max": _percentile_ms(lateness, 1.0),
+            "duration_ms_p50": _percentile_ms(durations, 0.50),
+            "duration_ms_p99": _percentile_ms(durations, 0.99),
         }
 
 
-def _percentile_ms(samples: deque[float], fraction: float) -> float:
-    if not samples:
+def _percentile_ms(ordered: list[float], fraction: float) -> float:
+    if not ordered:
         return 0.0
-    ordered = sorted(samples)
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 3)
 
 
@@ -277,9 +288,7 @@ class Match:
                     deadline += skipped * interval
                     self.statistics.skipped_ticks += skipped
                 self.tick()
-                self.statistics.ticks += 1
-                self.statistics.lateness.append(lateness)
-                self.statistics.durations.append(trio.current_time() - started)
+                self.statistics.record(started, lateness, trio.current_time() - started)
             if self.state.over:
                 with trio.move_on_after(self.linger_seconds):
                     while any(seat.session for seat in self.seats.values()) or self.spectators:
