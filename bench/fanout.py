@@ -73,7 +73,7 @@ async def _hold_clients(url: str, count: int, ready: trio.Event, stop: trio.Even
         nursery.cancel_scope.cancel()
 
 
-def _start_profile(pid: int, seconds: float, output: str) -> subprocess.Popen[bytes]:
+def start_profile(pid: int, seconds: float, output: str) -> subprocess.Popen[bytes]:
     command = ["py-spy", "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate", "250"]
     command += ["--format", "raw", "--output", output, "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -113,7 +113,7 @@ async def _measure(url: str, pid: int, clients: int, seconds: float, profile: st
         await trio.sleep(2)  # settle
         before = await _health(url)
         cpu_before, started = _cpu_seconds(pid), time.monotonic()
-        profiler = _start_profile(pid, seconds, profile) if profile else None
+        profiler = start_profile(pid, seconds, profile) if profile else None
         await trio.sleep(seconds)
         if profiler is not None:
             await trio.to_thread.run_sync(profiler.wait)
