@@ -75,6 +75,7 @@ class ArenaClient:
     """The match as this client sees it: the last snapshot with every delta since applied."""
     left: Left | None = None
     refused: list[Refused] = attrs.field(factory=list)
+    bytes_received: int = 0
     snapshots_received: int = 0
     deltas_received: int = 0
     deltas_out_of_sync: int = 0
@@ -86,6 +87,7 @@ class ArenaClient:
     async def receive(self) -> ServerMessage:
         """The next message from the server, after updating `view`, `match` and `player` with it."""
         data = await self.ws.get_message()
+        self.bytes_received += len(data)
         if isinstance(data, str):
             raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "the server sent a text frame; protocol 1 uses binary")
         message = decode_server(data)

@@ -1,0 +1,397 @@
+"""A swarm of headless bots: real WebSocket clients that queue, play, drop and resume, and measure it all.
+
+Each bot is a `bots.client.ArenaClient` speaking the documented protocol. It gets one guest token for its
+whole life (so a resume after a drop is the same player), queues for the mode, plays with `bots.brain.Brain`
+(one input per update at most, sent only when it changes), and causes the chaos it is asked to
+(`bots.chaos`). Everything is bounded: bots start at the ramp rate, stop at the duration, and get
+`CLOSE_GRACE_SECONDS` to close before they are cut off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from typing import Any
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError
+
+from bots.brain import ARENA_SIZE, Brain, Intent
+from bots.chaos import BURST_INPUTS, DROP_DELAY_SECONDS, SILENT_SECONDS, STORM_SHARE, Chaos
+from bots.client import ArenaClient, RefusedError, connect, guest_token
+from game import Delta, Snapshot
+from server.codec import ProtocolError
+from server.messages import Leave, Left
+
+logger = logging.getLogger(__name__)
+
+CLOSE_GRACE_SECONDS = 5.0
+RECONNECT_BACKOFF_SECONDS = (0.5, 2.0)
+MAX_SAMPLES = 500_000
+"""Per kind of sample (queue times, acks, ...): enough for 1,000 bots for minutes, bounded all the same."""
+PENDING_ACKS = 64
+
+
+@attrs.frozen
+class SwarmConfig:
+    url: str
+    count: int
+    mode: str = "ffa"
+    ramp_per_second: float = 50.0
+    duration: float = 60.0
+    chaos: Chaos = attrs.field(factory=Chaos)
+    seed: int = 1
+    first_index: int = 0
+    """Bots are named bot<first_index>... (several processes split one swarm)."""
+
+
+@attrs.define(eq=False)
+class SwarmStats:
+    """What the swarm saw, as raw counts and samples (`raw()` is JSON, and merges across processes)."""
+
+    started_at: float = attrs.field(factory=trio.current_time)
+    tick_rate: int = 0
+    # current state, for the progress line
+    connected: int = 0
+    connections_opened: int = 0
+    queued: int = 0
+    in_match: int = 0
+    reconnecting: int = 0
+    # matchmaking
+    queue_attempts: int = 0
+    joins: int = 0
+    queue_seconds: list[float] = attrs.field(factory=list)
+    matches: set[str] = attrs.field(factory=set)
+    refusals: Counter[str] = attrs.field(factory=Counter)
+    # resuming
+    resume_attempts: int = 0
+    resumes_not_attempted: int = 0
+    """Drops whose bot could not try to resume before the run ended."""
+    resumes: int = 0
+    resume_seconds: list[float] = attrs.field(factory=list)
+    resumes_refused: Counter[str] = attrs.field(factory=Counter)
+    # latency and throughput
+    rtt_ms: list[float] = attrs.field(factory=list)
+    input_ack_ms: list[float] = attrs.field(factory=list)
+    inputs_sent: int = 0
+    updates: int = 0
+    bytes_received: int = 0
+    bot_rates: list[float] = attrs.field(factory=list)
+    """Per bot and match stay: updates received per second in the match."""
+    bot_bytes_per_second: list[float] = attrs.field(factory=list)
+    # failures
+    errors: Counter[str] = attrs.field(factory=Counter)
+    close_codes: Counter[str] = attrs.field(factory=Counter)
+    """Codes the server closed a bot's connection with."""
+    chaos: Counter[str] = attrs.field(factory=Counter)
+    timeline: list[dict[str, float | None]] = attrs.field(factory=list)
+
+    def elapsed(self) -> float:
+        return trio.current_time() - self.started_at
+
+    def sample(self, samples: list[float], value: float) -> None:
+        if len(samples) < MAX_SAMPLES:
+            samples.append(value)
+
+    def raw(self) -> dict[str, Any]:
+        return {
+            "tick_rate": self.tick_rate,
+            "connections_opened": self.connections_opened,
+            "queue_attempts": self.queue_attempts,
+            "joins": self.joins,
+            "queue_seconds": self.queue_seconds,
+            "matches": sorted(self.matches),
+            "refusals": dict(self.refusals),
+            "resume_attempts": self.resume_attempts,
+            "resumes_not_attempted": self.resumes_not_attempted,
+            "resumes": self.resumes,
+            "resume_seconds": self.resume_seconds,
+            "resumes_refused": dict(self.resumes_refused),
+            "rtt_ms": self.rtt_ms,
+            "input_ack_ms": self.input_ack_ms,
+            "inputs_sent": self.inputs_sent,
+            "updates": self.updates,
+            "bytes_received": self.bytes_received,
+            "bot_rates": self.bot_rates,
+            "bot_bytes_per_second": self.bot_bytes_per_second,
+            "errors": dict(self.errors),
+            "close_codes": dict(self.close_codes),
+            "chaos": dict(self.chaos),
+            "timeline": self.timeline,
+        }
+
+
+@attrs.define(eq=False)
+class _Bot:
+    index: int
+    name: str
+    rng: random.Random
+    brain: Brain
+    token: str | None = None
+    resume_token: str | None = None
+    dropped_at: float | None = None
+    storm_hit: bool = False
+
+
+@attrs.define(eq=False)
+class Swarm:
+    config: SwarmConfig
+    stats: SwarmStats = attrs.field(factory=SwarmStats)
+    deadline: float = attrs.field(init=False)
+    _playing: set[_Bot] = attrs.field(factory=set, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.deadline = self.stats.started_at + self.config.duration
+
+    async def run(self) -> SwarmStats:
+        """Start the bots at the ramp rate, let them play until the duration is over, then close them."""
+        config = self.config
+        with trio.move_on_at(self.deadline + CLOSE_GRACE_SECONDS):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._record_timeline)
+                if config.chaos.storm:
+                    nursery.start_soon(self._storms)
+                async with trio.open_nursery() as bots:
+                    for offset in range(config.count):
+                        if trio.current_time() >= self.deadline:
+                            break
+                        index = config.first_index + offset
+                        rng = random.Random(config.seed * 1_000_003 + index)
+                        bots.start_soon(self._run_bot, _Bot(index=index, name=f"bot{index}", rng=rng, brain=Brain(rng)))
+                        await trio.sleep(1 / config.ramp_per_second)
+                nursery.cancel_scope.cancel()
+        return self.stats
+
+    async def _run_bot(self, bot: _Bot) -> None:
+        try:
+            await self._run_bot_connections(bot)
+        finally:
+            if bot.dropped_at is not None:
+                self.stats.reconnecting -= 1
+                self.stats.resumes_not_attempted += 1
+
+    async def _run_bot_connections(self, bot: _Bot) -> None:
+        stats = self.stats
+        while trio.current_time() < self.deadline:
+            try:
+                if bot.token is None:
+                    bot.token = await guest_token(self.config.url, bot.name)
+                async with connect(self.config.url, name=bot.name, token=bot.token, message_queue_size=16) as client:
+                    stats.connected += 1
+                    stats.connections_opened += 1
+                    if stats.tick_rate == 0 and client.welcome is not None:
+                        stats.tick_rate = client.welcome.tick_rate
+                    if client.welcome is not None:
+                        rules = client.welcome.rules
+                        bot.brain.arena_size = (
+                            int(rules.get("width", ARENA_SIZE[0])),
+                            int(rules.get("height", ARENA_SIZE[1])),
+                        )
+                    try:
+                        if await self._serve_connection(bot, client) == "done":
+                            return
+                    finally:
+                        stats.connected -= 1
+                continue  # dropped on purpose: reconnect and resume
+            except ConnectionClosed as closed:
+                code = closed.reason.code if closed.reason is not None else 1006
+                stats.close_codes[str(code)] += 1
+                stats.errors[f"closed by the server ({code})"] += 1
+            except RefusedError as refused:
+                stats.errors[f"refused: {refused}"] += 1
+            except trio.TooSlowError:
+                stats.errors["timed out waiting for the server"] += 1
+            except HandshakeError as error:
+                stats.errors[f"handshake failed: {type(error).__name__}"] += 1
+            except (OSError, trio.BrokenResourceError) as error:
+                stats.errors[f"connection failed: {type(error).__name__}"] += 1
+            except ProtocolError as error:
+                stats.errors[f"bad message from the server: {error}"] += 1
+            if bot.dropped_at is not None:
+                stats.reconnecting -= 1
+                bot.dropped_at = None
+            bot.resume_token = None
+            await trio.sleep(bot.rng.uniform(*RECONNECT_BACKOFF_SECONDS))
+
+    async def _serve_connection(self, bot: _Bot, client: ArenaClient) -> str:
+        """Play on this connection until the run is over ("done") or a chaos drop ends it ("dropped")."""
+        stats = self.stats
+        while trio.current_time() < self.deadline:
+            if bot.resume_token is not None:
+                if not await self._resume(bot, client):
+                    continue
+            else:
+                await self._queue(client)
+            outcome = await self._play(bot, client)
+            if outcome == "drop":
+                stats.chaos["drop"] += 1
+                bot.resume_token, bot.dropped_at = client.resume_token, trio.current_time()
+                stats.reconnecting += 1
+                await client.drop_connection()
+                await trio.sleep(bot.rng.uniform(*DROP_DELAY_SECONDS))
+                return "dropped"
+            if outcome == "leave":
+                stats.chaos["leave"] += 1
+                await client.send(Leave())
+                await client.receive_until(lambda m: m if isinstance(m, Left) else None, timeout=10)
+        return "done"
+
+    async def _queue(self, client: ArenaClient) -> None:
+        stats = self.stats
+        stats.queue_attempts += 1
+        stats.queued += 1
+        started = trio.current_time()
+        try:
+            reserved = await client.queue(self.config.mode, timeout=max(1.0, self.deadline - started))
+            await client.redeem(reserved.reservation, timeout=10)
+        except RefusedError as refused:
+            stats.refusals[str(refused)] += 1
+            raise
+        finally:
+            stats.queued -= 1
+        stats.joins += 1
+        stats.sample(stats.queue_seconds, trio.current_time() - started)
+        if client.match is not None:
+            stats.matches.add(client.match)
+
+    async def _resume(self, bot: _Bot, client: ArenaClient) -> bool:
+        stats = self.stats
+        assert bot.resume_token is not None and bot.dropped_at is not None
+        stats.resume_attempts += 1
+        try:
+            await client.resume(bot.resume_token, timeout=10)
+        except RefusedError as refused:
+            stats.resumes_refused[str(refused)] += 1
+            return False
+        else:
+            stats.resumes += 1
+            stats.sample(stats.resume_seconds, trio.current_time() - bot.dropped_at)
+            return True
+        finally:
+            stats.reconnecting -= 1
+            bot.resume_token, bot.dropped_at = None, None
+
+    async def _play(self, bot: _Bot, client: ArenaClient) -> str:
+        """Play until the match ends ("over"), chaos says "drop" or "leave", or the run is over ("deadline")."""
+        stats, chaos = self.stats, self.config.chaos
+        entered = trio.current_time()
+        updates, bytes_seen = 0, client.bytes_received
+        bytes_at_entry = bytes_seen
+        sent_at: dict[int, float] = {}
+        last_intent: Intent | None = None
+        next_roll = entered + 1.0
+        next_rtt_sample = entered
+        stats.in_match += 1
+        self._playing.add(bot)
+        try:
+            while True:
+                now = trio.current_time()
+                if now >= self.deadline:
+                    return "deadline"
+                if bot.storm_hit:
+                    bot.storm_hit = False
+                    stats.chaos["storm drop"] += 1
+                    return "drop"
+                if now >= next_roll:
+                    next_roll += 1.0
+                    action = self._roll_chaos(bot, chaos)
+                    if action in ("drop", "leave"):
+                        return action
+                    if action == "burst":
+                        stats.chaos["burst"] += 1
+                        for _ in range(BURST_INPUTS):
+                            intent = last_intent or Intent()
+                            seq = await client.send_input(mx=intent.mx, my=intent.my, aim=intent.aim, fire=intent.fire)
+                            stats.inputs_sent += 1
+                            sent_at[seq] = trio.current_time()
+                    elif action == "silent":
+                        stats.chaos["silent"] += 1
+                        await trio.sleep(bot.rng.uniform(*SILENT_SECONDS))
+                with trio.move_on_at(min(next_roll, self.deadline)):
+                    message = await client.receive()
+                    stats.bytes_received += client.bytes_received - bytes_seen
+                    bytes_seen = client.bytes_received
+                    if isinstance(message, Snapshot | Delta):
+                        updates += 1
+                        stats.updates += 1
+                    if isinstance(message, Left):
+                        return "over"
+                    if not isinstance(message, Snapshot | Delta) or client.view is None or client.player is None:
+                        continue
+                    now = trio.current_time()
+                    me = client.me()
+                    if me is not None:
+                        ack = int(me.get("ack", 0))
+                        for seq in [seq for seq in sent_at if seq <= ack]:
+                            stats.sample(stats.input_ack_ms, (now - sent_at.pop(seq)) * 1000)
+                        if now >= next_rtt_sample and int(me.get("ping", 0)) > 0:
+                            stats.sample(stats.rtt_ms, float(me["ping"]))
+                            next_rtt_sample = now + 1.0
+                    intent = bot.brain.decide(client.view, client.player)
+                    if intent != last_intent:
+                        seq = await client.send_input(mx=intent.mx, my=intent.my, aim=intent.aim, fire=intent.fire)
+                        stats.inputs_sent += 1
+                        sent_at[seq] = now
+                        last_intent = intent
+                        if len(sent_at) > PENDING_ACKS:
+                            del sent_at[min(sent_at)]
+        finally:
+            self._playing.discard(bot)
+            stats.in_match -= 1
+            seconds = trio.current_time() - entered
+            if seconds >= 2.0:
+                stats.sample(stats.bot_rates, updates / seconds)
+                stats.sample(stats.bot_bytes_per_second, (bytes_seen - bytes_at_entry) / seconds)
+
+    def _roll_chaos(self, bot: _Bot, chaos: Chaos) -> str | None:
+        for kind in ("drop", "leave", "burst", "silent"):
+            rate = getattr(chaos, kind)
+            if rate and bot.rng.random() < rate:
+                return kind
+        return None
+
+    async def _storms(self) -> None:
+        """Once a second, with the storm rate, drop a share of the playing bots at the same moment."""
+        rng = random.Random(self.config.seed)
+        while True:
+            await trio.sleep(1.0)
+            if self._playing and rng.random() < self.config.chaos.storm:
+                playing = sorted(self._playing, key=lambda bot: bot.index)
+                for bot in rng.sample(playing, max(1, math.ceil(len(playing) * STORM_SHARE))):
+                    bot.storm_hit = True
+                self.stats.chaos["storms"] += 1
+
+    async def _record_timeline(self) -> None:
+        """One point per second: who is where, and what arrived in that second."""
+        stats = self.stats
+        previous_updates, previous_bytes, previous_acks = 0, 0, 0
+        while True:
+            await trio.sleep(1.0)
+            acks = stats.input_ack_ms[previous_acks:]
+            previous_acks = len(stats.input_ack_ms)
+            stats.timeline.append(
+                {
+                    "t": round(stats.elapsed(), 1),
+                    "connected": stats.connected,
+                    "queued": stats.queued,
+                    "in_match": stats.in_match,
+                    "reconnecting": stats.reconnecting,
+                    "inputs_sent": stats.inputs_sent,
+                    "updates": stats.updates - previous_updates,
+                    "bytes": stats.bytes_received - previous_bytes,
+                    "input_ack_ms_p50": _quantile(acks, 0.5),
+                    "input_ack_ms_p99": _quantile(acks, 0.99),
+                    "errors": sum(stats.errors.values()),
+                }
+            )
+            previous_updates, previous_bytes = stats.updates, stats.bytes_received
+
+
+def _quantile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
