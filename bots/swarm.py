@@ -2,9 +2,9 @@
 
 Each bot is a `bots.client.ArenaClient` speaking the documented protocol. It gets one guest token for its
 whole life (so a resume after a drop is the same player), queues for the mode, plays with `bots.brain.Brain`
-(one input per update at most, sent only when it changes), and causes the chaos it is asked to
-(`bots.chaos`). Everything is bounded: bots start at the ramp rate, stop at the duration, and get
-`CLOSE_GRACE_SECONDS` to close before they are cut off.
+(rethinking at most every `DECISION_INTERVAL_SECONDS`, sending an input only when it changes), and causes the
+chaos it is asked to (`bots.chaos`). Everything is bounded: bots start at the ramp rate, stop at the duration,
+and get `CLOSE_GRACE_SECONDS` to close before they are cut off.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ RECONNECT_BACKOFF_SECONDS = (0.5, 2.0)
 MAX_SAMPLES = 500_000
 """Per kind of sample (queue times, acks, ...): enough for 1,000 bots for minutes, bounded all the same."""
 PENDING_ACKS = 64
+DECISION_INTERVAL_SECONDS = 0.1
+"""A bot rethinks its input at most ten times a second, as a person would; it sends one only when it changes."""
 
 
 @attrs.frozen
@@ -284,6 +286,7 @@ class Swarm:
         last_intent: Intent | None = None
         next_roll = entered + 1.0
         next_rtt_sample = entered
+        next_decision = entered
         stats.in_match += 1
         self._playing.add(bot)
         try:
@@ -330,6 +333,9 @@ class Swarm:
                         if now >= next_rtt_sample and int(me.get("ping", 0)) > 0:
                             stats.sample(stats.rtt_ms, float(me["ping"]))
                             next_rtt_sample = now + 1.0
+                    if now < next_decision:
+                        continue
+                    next_decision = now + DECISION_INTERVAL_SECONDS
                     intent = bot.brain.decide(client.view, client.player)
                     if intent != last_intent:
                         seq = await client.send_input(mx=intent.mx, my=intent.my, aim=intent.aim, fire=intent.fire)
