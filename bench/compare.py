@@ -117,30 +117,58 @@ class FrameCounter:
             return
         buffer += data
         start, now = 0, time.monotonic_ns()
-        while len(buffer) - start >= 2:
-            opcode, length = buffer[start] & 0x0F, buffer[start + 1] & 0x7F
-            header = 2
-            if length == 126:
-                if len(buffer) - start < 4:
-                    break
-                length, header = struct.unpack_from("!H", buffer, start + 2)[0], 4
-            elif length == 127:
-                if len(buffer) - start < 10:
-                    break
-                length, header = struct.unpack_from("!Q", buffer, start + 2)[0], 10
-            end = start + header + length
-            if end > len(buffer):
-                break
+        while (frame := next_frame(buffer, start)) is not None:
+            opcode, payload_start, end = frame
             if opcode in (OPCODE_BINARY, OPCODE_TEXT):
                 self.messages += 1
                 if self.keep_payloads:
-                    self.samples.append((now, bytes(buffer[start + header : min(end, start + header + 64)])))
+                    self.samples.append((now, bytes(buffer[payload_start : min(end, payload_start + 64)])))
             elif opcode == OPCODE_PING and self.sock is not None:
-                self.sock.sendall(bytes(self.framing.pong(bytes(buffer[start + header : end]))))
+                self.sock.sendall(bytes(self.framing.pong(bytes(buffer[payload_start:end]))))
             elif opcode == OPCODE_CLOSE:
-                raise ConnectionError("the server closed the connection")
+                raise ConnectionError(f"the server closed the connection: {bytes(buffer[payload_start:end])!r}")
             start = end
         del buffer[:start]
+
+    async def receive_message(self) -> bytes:
+        """While still on trio: the next data message's payload (pings are answered; counts nothing)."""
+        while True:
+            frame = next_frame(self.buffer, 0)
+            if frame is None:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise ConnectionError("the server closed the connection")
+                self.buffer += data
+                continue
+            opcode, payload_start, end = frame
+            payload = bytes(self.buffer[payload_start:end])
+            del self.buffer[:end]
+            if opcode == OPCODE_PING:
+                await self.stream.send_all(bytes(self.framing.pong(payload)))
+            elif opcode == OPCODE_CLOSE:
+                raise ConnectionError(f"the server closed the connection: {payload!r}")
+            elif opcode in (OPCODE_BINARY, OPCODE_TEXT):
+                return payload
+
+
+def next_frame(buffer: bytearray, start: int) -> tuple[int, int, int] | None:
+    """(opcode, where the payload starts, where the frame ends) of the unmasked frame at `start`, if whole."""
+    if len(buffer) - start < 2:
+        return None
+    opcode, length = buffer[start] & 0x0F, buffer[start + 1] & 0x7F
+    header = 2
+    if length == 126:
+        if len(buffer) - start < 4:
+            return None
+        length, header = struct.unpack_from("!H", buffer, start + 2)[0], 4
+    elif length == 127:
+        if len(buffer) - start < 10:
+            return None
+        length, header = struct.unpack_from("!Q", buffer, start + 2)[0], 10
+    end = start + header + length
+    if end > len(buffer):
+        return None
+    return opcode, start + header, end
 
 
 def drain_all(arrivals: queue.SimpleQueue[FrameCounter], stop: threading.Event, failures: list[str]) -> None:
@@ -301,9 +329,7 @@ async def measure(stack: Stack, port: int, pid: int, clients: int, seconds: floa
     stop_draining = threading.Event()
     async with trio.open_nursery() as nursery:
         await stack.prepare(port, nursery)
-        nursery.start_soon(
-            partial(trio.to_thread.run_sync, drain_all, arrivals, stop_draining, failures, abandon_on_cancel=True)
-        )
+        nursery.start_soon(partial(trio.to_thread.run_sync, drain_all, arrivals, stop_draining, failures))
 
         async def subscribe(index: int) -> None:
             try:

@@ -74,7 +74,9 @@ async def _hold_clients(url: str, count: int, ready: trio.Event, stop: trio.Even
 
 
 def start_profile(pid: int, seconds: float, output: str) -> subprocess.Popen[bytes]:
-    command = ["py-spy", "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate", "250"]
+    beside_python = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    py_spy = beside_python if os.path.exists(beside_python) else "py-spy"
+    command = [py_spy, "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate", "250"]
     command += ["--format", "raw", "--output", output, "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -130,6 +130,16 @@ def _event_to_wire(event: Event) -> dict[str, Any]:
     return {"e": event.kind, **attrs.asdict(event)}
 
 
+_CLIENT_MESSAGE_FIELDS: dict[type[ClientMessage], tuple[frozenset[str], frozenset[str]]] = {
+    message_type: (
+        frozenset(field.name for field in attrs.fields(message_type)),
+        frozenset(field.name for field in attrs.fields(message_type) if field.default is attrs.NOTHING),
+    )
+    for message_type in CLIENT_MESSAGE_TYPES.values()
+}
+"""For each client message: the fields it may have, and those it must have."""
+
+
 def decode_client(data: bytes) -> ClientMessage:
     """Parse and validate one frame from a client.
 
@@ -154,11 +164,11 @@ def decode_client(data: bytes) -> ClientMessage:
     message_type = CLIENT_MESSAGE_TYPES.get(tag) if isinstance(tag, str) else None
     if message_type is None:
         raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"unknown message type {tag!r}"[:100])
-    known = {field.name for field in attrs.fields(message_type)}
+    known, required = _CLIENT_MESSAGE_FIELDS[message_type]
     unknown = wire.keys() - known
     if unknown:
         raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"unknown field {sorted(unknown)[0]!r} in {tag}"[:100])
-    missing = {field.name for field in attrs.fields(message_type) if field.default is attrs.NOTHING} - wire.keys()
+    missing = required - wire.keys()
     if missing:
         raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"missing field {sorted(missing)[0]!r} in {tag}")
     try:

@@ -19,6 +19,10 @@ from server.matchmaker import Mode
 
 logger = logging.getLogger(__name__)
 
+GOLDEN_RATIO_FRACTION = 0.6180339887498949
+"""Successive multiples of it, modulo 1, are spread evenly over [0, 1) however many there are: matches
+created one after another get tick phases far from each other's."""
+
 
 @attrs.define(eq=False)
 class InMemoryMatchDirectory:
@@ -30,6 +34,7 @@ class InMemoryMatchDirectory:
     seed: int | None = None
     bot_takes_over: bool = False
     matches: dict[str, Match] = attrs.field(factory=dict, init=False)
+    _matches_created: int = attrs.field(default=0, init=False)
 
     def create_match(self, mode: Mode, *, players: int, bots: int) -> str:
         match = Match(
@@ -42,7 +47,9 @@ class InMemoryMatchDirectory:
             bot_takes_over=self.bot_takes_over,
             seed=secrets.randbits(64) if self.seed is None else self.seed,
             pending_reservations=players,
+            tick_phase=(self._matches_created * GOLDEN_RATIO_FRACTION) % 1.0,
         )
+        self._matches_created += 1
         for _ in range(bots):
             match.add_bot()
         self.matches[match.id] = match

@@ -4,7 +4,8 @@ Rules of a tick: take each player's next input (one per tick, in the order sent;
 none waits) or its bot's, in player-id order, step the game, build one
 delta, encode it once, and hand the same bytes to every player and spectator; whoever just arrived or fell
 behind gets a full snapshot (also encoded once per tick) instead. Sending never waits on a client. The schedule
-is fixed: tick n is due at start + n / tick_rate; a late tick runs at once, and if the loop falls more than
+is fixed: tick n is due at start + n / tick_rate, with the start placed at the match's `tick_phase` of an
+interval; a late tick runs at once, and if the loop falls more than
 `MAX_CATCH_UP_TICKS` behind it skips ahead instead of bursting.
 
 Seats: a player whose connection drops keeps the seat for `resume_window` seconds (standing idle, or played by a
@@ -15,6 +16,7 @@ it back. A match runs while it has a human seat (connected or held) or a reserva
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections import deque
 from typing import Any
@@ -107,6 +109,9 @@ class Match:
     resume_window: float
     seed: int
     bot_takes_over: bool = False
+    tick_phase: float = 0.0
+    """Where in the tick interval this match ticks (0 to 1): matches with phases spread apart do not all tick at
+    the same moment, so none waits for the others' ticks (lateness)."""
     pending_reservations: int = 0
     state: MatchState = attrs.field(init=False)
     seats: dict[int, Seat] = attrs.field(factory=dict, init=False)
@@ -275,7 +280,8 @@ class Match:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Tick until the match is over (then linger) or has no one left to play for."""
         interval = 1 / self.rules.tick_rate
-        deadline = trio.current_time()
+        now = trio.current_time()
+        deadline = (math.floor(now / interval) + self.tick_phase) * interval  # the first tick is one interval on
         task_status.started()
         try:
             while self._keeps_running() and not self.state.over:

@@ -17,6 +17,7 @@ Two more things trio-websocket does not do for a server on a shared port, done h
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator
 from typing import Generic, Protocol, TypeVar
 
@@ -30,6 +31,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Even
 from server.outbox import Outbox
 
 HANDSHAKE_RECEIVE_BYTES = 4096
+RECEIVE_BYTES = 65536
 
 T = TypeVar("T")
 
@@ -148,7 +150,7 @@ class _ReplayedStream(trio.abc.Stream):
     handshake, where it would drop them: a client that sends frames before the 101 arrives loses nothing.
     """
 
-    def __init__(self, stream: trio.abc.Stream, outbox: Outbox, request_head: bytes, after_head: bytes) -> None:
+    def __init__(self, stream: trio.SocketStream, outbox: Outbox, request_head: bytes, after_head: bytes) -> None:
         self.stream = stream
         self.outbox = outbox
         self._request_head = request_head
@@ -160,11 +162,25 @@ class _ReplayedStream(trio.abc.Stream):
             await trio.lowlevel.checkpoint()
             data, self._request_head = self._request_head, b""
             return data
-        await self.handshake_complete.wait()
+        if not self.handshake_complete.is_set():
+            await self.handshake_complete.wait()
         if self._after_head:
             data, self._after_head = self._after_head, b""
             return data
-        return bytes(await self.stream.receive_some(max_bytes))
+        # What SocketStream.receive_some does, in the other order: wait until the socket is readable, then read.
+        # A client's messages come a tick or more apart, so reading first would mostly fail (a wasted system call
+        # and exception per message).
+        while True:
+            fd = self.stream.socket.fileno()
+            if fd == -1:
+                raise trio.ClosedResourceError("the connection was closed")
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, max_bytes or RECEIVE_BYTES)
+            except BlockingIOError:
+                continue
+            except OSError as error:
+                raise trio.BrokenResourceError(f"the connection broke: {error}") from error
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.outbox.send_all(data)

@@ -1,0 +1,249 @@
+"""The whole game on one server process: how many players it holds at 30 Hz with tick lateness p99 under 5 ms.
+
+Starts `arena serve` alone on core 0 (no server-side bots, 8-player ffa matches, long matches), then for each
+player count connects that many real players from this process on core 1: each does the real handshake
+(guest token, hello, queue, join) and then plays like Colyseus' benchmark bots: it sends an input ten times a
+second by default (random walk, aim and fire; the server simulates, shoots and scores for real) and reads every delta,
+counting frames without decoding them (bench/compare.py's `FrameCounter`, so the generator stays cheap).
+Over a window it reads the server's CPU time (/proc) and its tick timing (/healthz, last 10 s).
+
+Usage: .venv/bin/python bench/whole_game.py [--players 200,400,600,800,1000] [--seconds 10] [--profile DIR]
+Prints a line per count, the largest count that held (ticks/s >= 29.5 and lateness p99 < 5 ms), and last one
+JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import selectors
+import subprocess
+import sys
+import threading
+import time
+from functools import partial
+
+import trio
+from compare import FrameCounter, _cpu_seconds, _rss_bytes, open_counter
+from fanout import print_profile_summary, start_profile
+
+from bots.client import guest_token, http_request
+from server.codec import decode_server, encode
+from server.messages import PROTOCOL_VERSION, Hello, Input, Join, Queue, Reserved
+
+SERVER_CORE, LOAD_CORE = 0, 1
+RAMP_BATCH = 50
+TARGET_TICK_RATE = 30
+HELD_MIN_TICK_RATE = 29.5
+HELD_MAX_LATENESS_P99_MS = 5.0
+
+
+class Player:
+    """A connected player: its frame counter, and the inputs it sends from the generator's thread."""
+
+    def __init__(self, counter: FrameCounter, rng: random.Random, inputs_per_second: float) -> None:
+        self.counter = counter
+        self.rng = rng
+        self.seq = 0
+        self.input_interval = 1 / inputs_per_second
+        self.next_input_at = time.monotonic() + rng.random() * self.input_interval
+
+    def send_input(self) -> None:
+        self.seq += 1
+        rng = self.rng
+        message = Input(seq=self.seq, mx=rng.choice((-1, 0, 1)), my=rng.choice((-1, 0, 1)), aim=rng.uniform(-3, 3),
+                        fire=rng.random() < 0.5)  # fmt: skip
+        assert self.counter.sock is not None
+        self.counter.sock.sendall(bytes(self.counter.framing.send_data(encode(message), fin=True)))
+        self.next_input_at += self.input_interval
+
+
+def play_all(arrivals: queue.SimpleQueue[Player], stop: threading.Event, failures: list[str]) -> None:
+    """Read every player's socket and send each player's inputs on time, until `stop` is set."""
+    selector = selectors.EpollSelector()
+    players: list[Player] = []
+    while not stop.is_set():
+        while not arrivals.empty():
+            player = arrivals.get()
+            players.append(player)
+            selector.register(player.counter.sock, selectors.EVENT_READ, player)
+        for key, _ in selector.select(timeout=0.01):
+            player = key.data
+            try:
+                data = player.counter.sock.recv(262144)
+                if not data:
+                    raise ConnectionError("the server closed the connection")
+                player.counter.feed(data)
+            except BlockingIOError:
+                continue
+            except (OSError, ConnectionError) as error:
+                failures.append(f"{type(error).__name__}: {error}"[:160])
+                selector.unregister(player.counter.sock)
+                players.remove(player)
+        now = time.monotonic()
+        for player in players:
+            if player.next_input_at <= now:
+                try:
+                    player.send_input()
+                except OSError as error:
+                    failures.append(f"{type(error).__name__}: {error}"[:160])
+                    player.next_input_at = float("inf")
+    selector.close()
+
+
+async def join_player(port: int, index: int) -> FrameCounter:
+    url = f"ws://127.0.0.1:{port}/ws"
+    token = await guest_token(url, f"player{index}")
+    counter = await open_counter(port, "/ws", keep_payloads=False)
+    await counter.send(encode(Hello(protocol=PROTOCOL_VERSION, token=token, name=f"player{index}")))
+    await counter.send(encode(Queue(mode="ffa")))
+    with trio.fail_after(60):
+        while not isinstance(reserved := decode_server(await counter.receive_message()), Reserved):
+            pass
+    await counter.send(encode(Join(reservation=reserved.reservation)))
+    return counter
+
+
+async def measure(
+    port: int, pid: int, players: int, inputs_per_second: float, seconds: float, profile: str | None
+) -> dict:
+    arrivals: queue.SimpleQueue[Player] = queue.SimpleQueue()
+    stop = threading.Event()
+    failures: list[str] = []
+    joined: list[Player] = []
+    baseline_rss = _rss_bytes(pid)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.to_thread.run_sync, play_all, arrivals, stop, failures))
+
+        async def join(index: int) -> None:
+            try:
+                counter = await join_player(port, index)
+            except (OSError, ConnectionError, trio.BrokenResourceError, trio.TooSlowError) as error:
+                failures.append(f"{type(error).__name__}: {error}"[:160])
+                return
+            counter.detach()
+            player = Player(counter, random.Random(index), inputs_per_second)
+            joined.append(player)
+            arrivals.put(player)
+
+        async with trio.open_nursery() as ramp:
+            for index in range(players):
+                ramp.start_soon(join, index)
+                if index % RAMP_BATCH == RAMP_BATCH - 1:
+                    await trio.sleep(0.25)
+                    print(f"  {len(joined)}/{players} playing", file=sys.stderr, flush=True)
+        await trio.sleep(max(5.0, 11.0 - seconds))  # settle, so the 10 s timing window is all steady play
+        rss = _rss_bytes(pid)
+        _, body = await http_request(f"http://127.0.0.1:{port}", "GET", "/healthz")
+        before = json.loads(body)
+        received_before = sum(player.counter.messages for player in joined)
+        cpu_before, generator_before, started = _cpu_seconds(pid), _cpu_seconds("self"), time.monotonic()
+        profiler = start_profile(pid, seconds, profile) if profile else None
+        await trio.sleep(seconds)
+        if profiler is not None:
+            await trio.to_thread.run_sync(profiler.wait)
+        cpu, generator_cpu = _cpu_seconds(pid) - cpu_before, _cpu_seconds("self") - generator_before
+        elapsed = time.monotonic() - started
+        received = sum(player.counter.messages for player in joined) - received_before
+        _, body = await http_request(f"http://127.0.0.1:{port}", "GET", "/healthz")
+        after = json.loads(body)
+        stop.set()
+        nursery.cancel_scope.cancel()
+    for player in joined:
+        if player.counter.sock is not None:
+            player.counter.sock.close()
+    matches = max(1, after["matches"])
+    ticks = after["tick"]["ticks"] - before["tick"]["ticks"]
+    return {
+        "players": players,
+        "inputs_per_second_per_player": inputs_per_second,
+        "playing": after["players"],
+        "failures": len(failures),
+        "first_failure": failures[0] if failures else None,
+        "matches": after["matches"],
+        "ticks_per_second_per_match": round(ticks / matches / elapsed, 2),
+        "skipped_ticks": after["tick"]["skipped"] - before["tick"]["skipped"],
+        "tick_lateness_ms_p50": after["tick"]["lateness_ms_p50"],
+        "tick_lateness_ms_p99": after["tick"]["lateness_ms_p99"],
+        "tick_duration_ms_p99": after["tick"]["duration_ms_p99"],
+        "server_cpu_percent": round(100 * cpu / elapsed, 1),
+        "server_cpu_us_per_player_tick": round(1e6 * cpu / max(1, ticks / matches * after["players"]), 2),
+        "updates_per_second_per_player": round(received / max(1, len(joined)) / elapsed, 2),
+        "server_rss_kib_per_player": round((rss - baseline_rss) / max(1, len(joined)) / 1024, 1),
+        "generator_cpu_percent": round(100 * generator_cpu / elapsed, 1),
+    }
+
+
+def held(figures: dict) -> bool:
+    return (
+        figures["failures"] == 0
+        and figures["ticks_per_second_per_match"] >= HELD_MIN_TICK_RATE
+        and figures["tick_lateness_ms_p99"] < HELD_MAX_LATENESS_P99_MS
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--players", default="200,400,600,800,1000", help="comma-separated (default %(default)s)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measuring window (default %(default)s)")
+    parser.add_argument("--inputs", type=float, default=10.0, help="inputs per second per player (default 10)")
+    parser.add_argument("--port", type=int, default=8780)
+    parser.add_argument("--profile", metavar="DIR", help="sample the server with py-spy and print where time goes")
+    args = parser.parse_args()
+    try:
+        counts = [int(count) for count in args.players.split(",")]
+    except ValueError:
+        print("whole_game: --players takes counts separated by commas, e.g. 200,400", file=sys.stderr)
+        return 2
+    if any(not 8 <= count <= 5000 for count in counts) or not 1 <= args.seconds <= 120:
+        print("whole_game: counts must be 8..5000 and --seconds 1..120", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {LOAD_CORE})
+    results = []
+    for count in counts:
+        print(f"{count} players...", file=sys.stderr, flush=True)
+        command = [
+            "taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "server", "--port", str(args.port),
+            "--log-level", "warning", "--queue-wait", "0.5", "--no-bots", "--match-seconds", "3600",
+            "--kill-limit", "1000000", "--tick-rate", str(TARGET_TICK_RATE),
+        ]  # fmt: skip
+        server = subprocess.Popen(command, stdout=subprocess.PIPE)
+        profile = None
+        if args.profile:
+            os.makedirs(args.profile, exist_ok=True)
+            profile = os.path.join(args.profile, f"whole-game-{count}.txt")
+        try:
+            assert server.stdout is not None
+            while b"open http://" not in server.stdout.readline():
+                if server.poll() is not None:
+                    print("whole_game: the server did not start", file=sys.stderr)
+                    return 1
+            figures = trio.run(measure, args.port, server.pid, count, args.inputs, args.seconds, profile)
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+            if server.stdout is not None:
+                server.stdout.close()
+        results.append(figures)
+        print(
+            f"{count:5d} players in {figures['matches']} matches ({figures['failures']} failed): "
+            f"{figures['ticks_per_second_per_match']} ticks/s, lateness p50 {figures['tick_lateness_ms_p50']} "
+            f"p99 {figures['tick_lateness_ms_p99']} ms, server CPU {figures['server_cpu_percent']}% = "
+            f"{figures['server_cpu_us_per_player_tick']} us per player-tick, "
+            f"{figures['updates_per_second_per_player']} updates/s per player, generator CPU "
+            f"{figures['generator_cpu_percent']}% -> {'held' if held(figures) else 'NOT held'}",
+            flush=True,
+        )
+        if profile:
+            print_profile_summary(profile)
+    largest = max((figures["players"] for figures in results if held(figures)), default=None)
+    print(f"largest player count held at {TARGET_TICK_RATE} Hz with tick lateness p99 < 5 ms: {largest}")
+    print(json.dumps({"bench": "whole_game", "largest_held": largest, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
