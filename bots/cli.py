@@ -109,8 +109,9 @@ def swarm_main(argv: list[str], *, prog: str = "python -m bots") -> int:
         problems.append(f"--count must be from 1 to {MAX_BOTS}, got {args.count}")
     if not 0 < duration <= MAX_DURATION_SECONDS:
         problems.append(f"--duration must be more than 0 and at most {MAX_DURATION_SECONDS:g} s")
-    if not 1 <= args.procs <= min(MAX_PROCESSES, args.count):
-        problems.append(f"--procs must be from 1 to {min(MAX_PROCESSES, args.count)}")
+    most_processes = min(MAX_PROCESSES, max(1, args.count))
+    if not 1 <= args.procs <= most_processes:
+        problems.append(f"--procs must be from 1 to {most_processes} (at most one per bot)")
     if problems:
         print(f"{prog}: " + "; ".join(problems), file=sys.stderr)
         return 2
