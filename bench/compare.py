@@ -110,11 +110,13 @@ class FrameCounter:
     def feed(self, data: bytes) -> None:
         """Count the whole frames in what was received; answer pings; keep the rest for later."""
         buffer = self.buffer
-        if not buffer and len(data) >= 2 and data[0] == 0x82 and len(data) == 2 + data[1] < 128:
-            self.messages += 1  # the common case: exactly one small binary frame
-            if self.keep_payloads:
-                self.samples.append((time.monotonic_ns(), data[2:66]))
-            return
+        if not buffer:  # the common case: exactly one whole binary frame
+            frame = next_frame(data, 0)
+            if frame is not None and frame[0] == OPCODE_BINARY and frame[2] == len(data):
+                self.messages += 1
+                if self.keep_payloads:
+                    self.samples.append((time.monotonic_ns(), data[frame[1] : frame[1] + 64]))
+                return
         buffer += data
         start, now = 0, time.monotonic_ns()
         while (frame := next_frame(buffer, start)) is not None:
@@ -151,7 +153,7 @@ class FrameCounter:
                 return payload
 
 
-def next_frame(buffer: bytearray, start: int) -> tuple[int, int, int] | None:
+def next_frame(buffer: bytes | bytearray, start: int) -> tuple[int, int, int] | None:
     """(opcode, where the payload starts, where the frame ends) of the unmasked frame at `start`, if whole."""
     if len(buffer) - start < 2:
         return None

@@ -198,25 +198,36 @@ class Swarm:
                     finally:
                         stats.connected -= 1
                 continue  # dropped on purpose: reconnect and resume
-            except ConnectionClosed as closed:
-                code = closed.reason.code if closed.reason is not None else 1006
-                stats.close_codes[str(code)] += 1
-                stats.errors[f"closed by the server ({code})"] += 1
-            except RefusedError as refused:
-                stats.errors[f"refused: {refused}"] += 1
-            except trio.TooSlowError:
-                stats.errors["timed out waiting for the server"] += 1
-            except HandshakeError as error:
-                stats.errors[f"handshake failed: {type(error).__name__}"] += 1
-            except (OSError, trio.BrokenResourceError) as error:
-                stats.errors[f"connection failed: {type(error).__name__}"] += 1
-            except ProtocolError as error:
-                stats.errors[f"bad message from the server: {error}"] += 1
+            except BaseExceptionGroup as group:  # what went wrong inside the connection's nursery
+                failures = _leaves(group)
+                if not all(isinstance(failure, _BOT_FAILURES) for failure in failures):
+                    raise
+                for failure in failures:
+                    self._record_failure(failure)
+            except _BOT_FAILURES as failure:
+                self._record_failure(failure)
             if bot.dropped_at is not None:
                 stats.reconnecting -= 1
                 bot.dropped_at = None
             bot.resume_token = None
             await trio.sleep(bot.rng.uniform(*RECONNECT_BACKOFF_SECONDS))
+
+    def _record_failure(self, failure: BaseException) -> None:
+        stats = self.stats
+        if isinstance(failure, ConnectionClosed):
+            code = failure.reason.code if failure.reason is not None else 1006
+            stats.close_codes[str(code)] += 1
+            stats.errors[f"closed by the server ({code})"] += 1
+        elif isinstance(failure, RefusedError):
+            stats.errors[f"refused: {failure}"] += 1
+        elif isinstance(failure, trio.TooSlowError):
+            stats.errors["timed out waiting for the server"] += 1
+        elif isinstance(failure, HandshakeError):
+            stats.errors[f"handshake failed: {type(failure).__name__}"] += 1
+        elif isinstance(failure, ProtocolError):
+            stats.errors[f"bad message from the server: {failure}"] += 1
+        else:
+            stats.errors[f"connection failed: {type(failure).__name__}"] += 1
 
     async def _serve_connection(self, bot: _Bot, client: ArenaClient) -> str:
         """Play on this connection until the run is over ("done") or a chaos drop ends it ("dropped")."""
@@ -394,6 +405,25 @@ class Swarm:
                 }
             )
             previous_updates, previous_bytes = stats.updates, stats.bytes_received
+
+
+_BOT_FAILURES = (
+    ConnectionClosed,
+    RefusedError,
+    trio.TooSlowError,
+    HandshakeError,
+    OSError,
+    trio.BrokenResourceError,
+    ProtocolError,
+)
+"""What ends a bot's connection and is counted as an error (then the bot reconnects); anything else is a bug."""
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exception in group.exceptions:
+        leaves.extend(_leaves(exception) if isinstance(exception, BaseExceptionGroup) else [exception])
+    return leaves
 
 
 def _quantile(values: list[float], fraction: float) -> float | None:
