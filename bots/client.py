@@ -158,7 +158,7 @@ class ArenaClient:
         """
         await self.send(Join(reservation=reservation))
         joined = await self.receive_until(_reply_or_refusal("join", Joined), timeout=timeout)
-        await self.receive_until(lambda m: m if isinstance(m, Snapshot) else None, timeout=timeout)
+        await self.receive_until(_first_snapshot, timeout=timeout)
         return joined
 
     async def join(self, mode: str = "ffa", *, timeout: float = 10.0) -> Joined:
@@ -174,7 +174,7 @@ class ArenaClient:
         """
         await self.send(Resume(token=token))
         joined = await self.receive_until(_reply_or_refusal("resume", Joined), timeout=timeout)
-        await self.receive_until(lambda m: m if isinstance(m, Snapshot) else None, timeout=timeout)
+        await self.receive_until(_first_snapshot, timeout=timeout)
         return joined
 
     async def send_input(self, *, mx: int = 0, my: int = 0, aim: float = 0.0, fire: bool = False) -> int:
@@ -195,6 +195,17 @@ class ArenaClient:
         if self.view is None or self.player is None:
             return None
         return dict(self.view.entities.get("players", {}).get(self.player, {})) or None
+
+
+def _first_snapshot(message: ServerMessage) -> Snapshot | None:
+    """The match's first snapshot after joining; a `left` instead means the match ended first.
+
+    Raises:
+        RefusedError: if the server says the client left the match.
+    """
+    if isinstance(message, Left):
+        raise RefusedError(f"left the match before its first snapshot: {message.reason}")
+    return message if isinstance(message, Snapshot) else None
 
 
 R = TypeVar("R", Reserved, Joined)

@@ -184,13 +184,16 @@ class Match:
         """Give a held seat back to its player, on a new connection.
 
         Raises:
-            SeatError: if the token is not this match's, is another player's, or its window has passed.
+            SeatError: if the token is not this match's, is another player's, or its window has passed, or the
+                match is over.
         """
         seat = next((s for s in self.humans if s.resume_token == token), None)
         if seat is None:
             raise SeatError("unknown resume token: it was already used, or the seat was released")
         if seat.subject != subject:
             raise SeatError("this resume token belongs to another player")
+        if self.finished or self.state.over:
+            raise SeatError("the match is over: queue for a new one")
         if seat.session is not None:
             seat.session.close(4002, "replaced: the same player resumed on another connection")
             self.detach(seat.session)

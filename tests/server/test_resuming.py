@@ -109,3 +109,20 @@ async def test_a_bot_can_play_a_dropped_players_avatar_until_they_resume(server_
         async with connect(url, name="stand-in", token=token) as back:
             resumed = await back.resume(resume_token)
             assert resumed.player == joined.player
+
+
+async def test_a_resume_into_a_match_that_is_over_is_refused(server_factory):
+    server = await server_factory(resume_window=10.0, match_seconds=1, match_linger_seconds=5.0)
+    url = ws_url(server)
+    token = make_token("late", name="late")
+    async with connect(url, name="stayer") as stayer:
+        async with connect(url, name="late", token=token) as late:
+            await late.join()
+            await stayer.join()
+            old_token = late.resume_token
+            await late.drop_connection()
+        await stayer.receive_until(lambda m: True if stayer.view and stayer.view.entities["match"][0]["over"] else None)
+        async with connect(url, name="late", token=token) as again:
+            with pytest.raises(RefusedError, match="the match is over"):
+                await again.resume(old_token)
+    assert server.health()["counters"]["resumes_refused"] == 1
