@@ -11,7 +11,7 @@ and client count it starts a fresh server, connects the clients, lets them settl
 - RSS per connection: (server RSS with the clients connected - RSS before) / clients;
 - delivery latency p99 (peers only: their payload carries the send time, CLOCK_MONOTONIC; Arena's deltas do not)
   and broadcast spread p99 (every stack: how much later a client got a message than the first client that got
-  it, over a sample of clients).
+  it, over every (clients/50)th client, so the sample spans each server's whole fan-out order).
 
 Arena's load is its real fan-out: one match (a player and server-side bots, so there is a delta every tick)
 watched by CLIENTS spectators, who get the same delta as the players. The peers broadcast a 154-byte frame.
@@ -335,7 +335,8 @@ async def measure(stack: Stack, port: int, pid: int, clients: int, seconds: floa
 
         async def subscribe(index: int) -> None:
             try:
-                counter = await stack.subscribe(port, index, keep_payloads=index < SPREAD_SAMPLE_CLIENTS)
+                sampled = index % max(1, clients // SPREAD_SAMPLE_CLIENTS) == 0  # spread over the whole fan-out
+                counter = await stack.subscribe(port, index, keep_payloads=sampled)
             except (OSError, ConnectionError, trio.BrokenResourceError) as error:
                 failures.append(f"{type(error).__name__}: {error}"[:160])
                 return
