@@ -246,8 +246,9 @@ class Swarm:
                 await client.drop_connection()
                 await trio.sleep(bot.rng.uniform(*DROP_DELAY_SECONDS))
                 return "dropped"
-            if outcome == "leave":
-                stats.chaos["leave"] += 1
+            if outcome in ("leave", "finished"):  # chaos, or the match ended: leave it and queue again
+                if outcome == "leave":
+                    stats.chaos["leave"] += 1
                 await client.send(Leave())
                 await client.receive_until(lambda m: m if isinstance(m, Left) else None, timeout=10)
         return "done"
@@ -288,7 +289,8 @@ class Swarm:
             bot.resume_token, bot.dropped_at = None, None
 
     async def _play(self, bot: _Bot, client: ArenaClient) -> str:
-        """Play until the match ends ("over"), chaos says "drop" or "leave", or the run is over ("deadline")."""
+        """Play until the match is over ("finished", or "over" once the server has closed it), chaos says "drop" or
+        "leave", or the run is over ("deadline")."""
         stats, chaos = self.stats, self.config.chaos
         entered = trio.current_time()
         updates, bytes_seen = 0, client.bytes_received
@@ -323,6 +325,7 @@ class Swarm:
                             sent_at[seq] = trio.current_time()
                     elif action == "silent":
                         stats.chaos["silent"] += 1
+                        sent_at.clear()  # acks read after its own silence say nothing of the server
                         await trio.sleep(bot.rng.uniform(*SILENT_SECONDS))
                 with trio.move_on_at(min(next_roll, self.deadline)):
                     message = await client.receive()
@@ -333,6 +336,8 @@ class Swarm:
                         stats.updates += 1
                     if isinstance(message, Left):
                         return "over"
+                    if client.view is not None and client.view.entities.get("match", {}).get(0, {}).get("over"):
+                        return "finished"
                     if not isinstance(message, Snapshot | Delta) or client.view is None or client.player is None:
                         continue
                     now = trio.current_time()
