@@ -349,7 +349,6 @@ class ArenaServer:
                 max_message_size=MAX_CLIENT_MESSAGE_BYTES,
                 outbox_capacity=self.config.outbox_capacity,
                 delay=self.config.simulated_latency,
-                timeout=self.config.hello_timeout,
             )
         finally:
             for session in opened:

@@ -1,7 +1,7 @@
 """The one writer of a connection's socket, with the connection's bounded backlog.
 
 Rules: putting never waits. Everything sent on a connection goes through its outbox, in order: the frames of
-the match and the session, and trio-websocket's own (the handshake answer, pings, pongs, the Close frame). A
+the match and the session, and the protocol's own (the handshake answer, pongs, the Close frame). A
 frame is written at once with a non-blocking send when nothing waits before it; what the socket does not take
 waits in the backlog, which a task started for the purpose writes out as the socket drains.
 
@@ -81,7 +81,7 @@ class Outbox:
         return self._put(frame, state=state)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Send bytes that must arrive (trio-websocket's frames), returning once the socket has taken them.
+        """Send bytes that must arrive (the handshake answer, a Close frame), returning once the socket took them.
 
         Raises:
             trio.BrokenResourceError: if the connection is broken.

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import attrs
 import trio
-from trio_websocket import WebSocketConnection
 
 from game import PlayerInput
 from server.auth import Identity
@@ -27,6 +26,7 @@ from server.timers import Timers
 
 if TYPE_CHECKING:
     from server.match import Match
+    from server.websocket import WebSocket
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Session:
     reader task; `handle_message` gets each valid one. Keepalive and deadlines run on the server's `timers`.
     """
 
-    ws: WebSocketConnection
+    ws: WebSocket
     outbox: Outbox
     nursery: trio.Nursery
     """The connection's nursery: closing runs in it."""
@@ -139,8 +139,6 @@ class Session:
             await self.ws.aclose(self.close_code or CloseCode.NORMAL, self.close_reason or None)
         if scope.cancelled_caught:
             logger.info("session %d did not finish the close handshake in time", self.id)
-        if self.ws.closed is not None and self.close_code is None:
-            self.close_code = self.ws.closed.code
 
     # What the connection reports (server.websocket.ConnectionListener).
 
@@ -173,10 +171,9 @@ class Session:
 
     def connection_lost(self) -> None:
         if not self.closing:
-            closed = self.ws.closed
             self.closing = True
-            self.close_code = closed.code if closed else CloseCode.GOING_AWAY
-            self.close_reason = (closed.reason or "") if closed else ""
+            self.close_code = self.ws.close_code or CloseCode.GOING_AWAY
+            self.close_reason = self.ws.close_reason
 
     # Inputs, applied by the match one per tick.
 

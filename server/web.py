@@ -1,7 +1,7 @@
 """The plain-HTTP side of the server's one port, on h11: read a request head, answer it, close.
 
 Routes: `GET /` and the browser client's files, `GET /healthz`, and `/ws`, whose WebSocket upgrade the caller
-hands to trio-websocket together with the bytes already read.
+hands to server.websocket together with the bytes already read.
 """
 
 from __future__ import annotations

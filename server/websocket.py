@@ -1,18 +1,14 @@
-"""The WebSocket side of the server's port: trio-websocket, given the connection after h11 has routed it.
+"""The WebSocket side of the server's port: wsproto, driven by the connection's own task, after h11 has routed
+the request here.
 
-trio-websocket does the opening handshake, reads the socket, answers pings and runs the closing handshake.
-Everything it writes goes through the connection's `Outbox`, the socket's one writer, which also writes the
-server's own frames. Messages do not go through trio-websocket's message queue: `_ServerProtocol` hands each
-one, as wsproto completes it, straight to the connection's listener (the session), so a client message costs
-no task switch; the listener hears pongs and the end of the connection the same way.
-
-Two more things trio-websocket does not do for a server on a shared port, done here:
-- h11 has already read the request head, so the stream replays those bytes to trio-websocket first;
-- wsproto reports a frame it cannot parse as a CloseConnection event while the connection is still open,
-  and trio-websocket answers a CloseConnection only once the peer has started closing, so the peer would see
-  the TCP connection drop with no code. `_ServerProtocol` makes that event answerable, so the server sends a
-  Close frame with wsproto's code (1002, or 1007 for invalid UTF-8) before dropping the connection, as
-  RFC 6455 section 7.1.7 asks.
+One task per connection reads the socket and feeds wsproto; everything written goes through the connection's
+`Outbox`, the socket's one writer (the handshake answer, pongs, the Close frame, and the server's frames).
+`_ServerProtocol` hands each message, as wsproto completes it, straight to the connection's listener (the
+session), and tells it of pongs and of the end of the connection: a client message costs no task switch and no
+queue. Rules of the closing handshake (RFC 6455 section 7): a peer's Close is answered with the same code and
+the server then closes the TCP connection; a Close the server starts waits for the peer's answer (the caller
+bounds how long); a frame wsproto cannot parse is answered with a Close frame carrying wsproto's code (1002,
+or 1007 for invalid UTF-8) before the connection is dropped (section 7.1.7).
 """
 
 from __future__ import annotations
@@ -23,15 +19,27 @@ from typing import Generic, Protocol, TypeVar
 
 import attrs
 import trio
-import trio_websocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Pong, TextMessage
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
 
 from server.outbox import Outbox
 
-HANDSHAKE_RECEIVE_BYTES = 4096
 RECEIVE_BYTES = 65536
+ABNORMAL_CLOSURE = 1006
+"""The close code for a connection that ended without a Close frame (never sent on the wire)."""
 
 T = TypeVar("T")
 
@@ -65,7 +73,6 @@ class ConnectionListener(Protocol):
 class _ServerProtocol(WSConnection):
     def __init__(self, outbox: Outbox, max_message_size: int) -> None:
         super().__init__(ConnectionType.SERVER)
-        self._answering_parse_failure = False
         self._outbox = outbox
         self._max_message_size = max_message_size
         self._listener: ConnectionListener | None = None
@@ -87,12 +94,6 @@ class _ServerProtocol(WSConnection):
         if self._listener is not None:
             self._listener.connection_lost()
 
-    @property
-    def state(self) -> ConnectionState:
-        if self._answering_parse_failure:
-            return ConnectionState.REMOTE_CLOSING
-        return super().state
-
     def events(self) -> Generator[Event, None, None]:
         # Once open, only the connection has events: the handshake is gone (see `send`).
         connection = self.connection
@@ -103,13 +104,10 @@ class _ServerProtocol(WSConnection):
                 continue
             if isinstance(event, Pong) and self._listener is not None:
                 self._listener.receive_pong(bytes(event.payload))
-            elif isinstance(event, CloseConnection) and super().state is ConnectionState.OPEN:
-                self._answering_parse_failure = True
             yield event
 
     def send(self, event: Event) -> bytes:
         if isinstance(event, CloseConnection):
-            self._answering_parse_failure = False
             self._outbox.close_data()
         data = super().send(event)
         if isinstance(event, AcceptConnection):
@@ -141,61 +139,44 @@ class _ServerProtocol(WSConnection):
             self._listener.receive_message(message)
 
 
-class _ReplayedStream(trio.abc.Stream):
-    """A stream that first returns the request head h11 already read, then nothing until the handshake is
-    complete, then what came after the head, then the rest of `stream`; and that writes through `outbox`, the
-    socket's one writer.
+class WebSocket:
+    """An open server-side connection: what the session closes it with, and how it ended.
 
-    Holding back what follows the head keeps wsproto from reading WebSocket frames as part of the HTTP
-    handshake, where it would drop them: a client that sends frames before the 101 arrives loses nothing.
+    Attributes:
+        close_code: the code of the Close frame that ended the connection (the peer's, or ours once the peer
+            answered it), 1006 if it ended without one; None while it is open.
+        close_reason: the reason that came with `close_code`.
     """
 
-    def __init__(self, stream: trio.SocketStream, outbox: Outbox, request_head: bytes, after_head: bytes) -> None:
+    def __init__(self, stream: trio.SocketStream, outbox: Outbox, protocol: _ServerProtocol) -> None:
         self.stream = stream
         self.outbox = outbox
-        self._request_head = request_head
-        self._after_head = after_head
-        self.handshake_complete = trio.Event()
+        self.protocol = protocol
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._ended = trio.Event()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._request_head:
-            await trio.lowlevel.checkpoint()
-            data, self._request_head = self._request_head, b""
-            return data
-        if not self.handshake_complete.is_set():
-            await self.handshake_complete.wait()
-        if self._after_head:
-            data, self._after_head = self._after_head, b""
-            return data
-        # What SocketStream.receive_some does, in the other order: wait until the socket is readable, then read.
-        # A client's messages come a tick or more apart, so reading first would mostly fail (a wasted system call
-        # and exception per message).
-        while True:
-            fd = self.stream.socket.fileno()
-            if fd == -1:
-                raise trio.ClosedResourceError("the connection was closed")
-            await trio.lowlevel.wait_readable(fd)
-            try:
-                return os.read(fd, max_bytes or RECEIVE_BYTES)
-            except BlockingIOError:
-                continue
-            except OSError as error:
-                raise trio.BrokenResourceError(f"the connection broke: {error}") from error
+    async def aclose(self, code: int, reason: str | None = None) -> None:
+        """Send a Close frame and wait for the peer's (bound this with a timeout), then drop the connection."""
+        try:
+            if self.protocol.state is ConnectionState.OPEN:
+                await self.outbox.send_all(self.protocol.send(CloseConnection(code=code, reason=reason)))
+                await self._ended.wait()
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            await self.stream.aclose()
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.outbox.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self.outbox.fd)
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
+    def _end(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self._ended.set()
 
 
 @attrs.frozen
 class AcceptedWebSocket(Generic[T]):
-    ws: trio_websocket.WebSocketConnection
-    """trio-websocket's connection: for closing it, and what `closed` says."""
+    ws: WebSocket
+    """The connection: for closing it, and how it ended."""
     outbox: Outbox
     """The socket's one writer: send frames with it."""
     nursery: trio.Nursery
@@ -214,17 +195,14 @@ async def serve_websocket(
     max_message_size: int,
     outbox_capacity: int,
     delay: float,
-    timeout: float,
 ) -> None:
-    """Complete the WebSocket handshake on a connection whose request head has been read, then read the
-    connection until it ends; returns then.
-
-    The reading happens in the calling task: a connection costs one task while idle.
+    """Complete the WebSocket handshake on a connection whose request head h11 has read, then read the
+    connection until it ends; returns then (the caller closes the stream).
 
     Args:
         stream: the connection.
         request_head: the bytes of the request head, already read.
-        after_head: whatever the client sent after the head, already read.
+        after_head: whatever the client sent after the head, already read (frames sent before the 101 count).
         check: looks at the request's headers before accepting; its result is handed to `open_listener`, and a
             `HandshakeRefusal` it raises is answered with that HTTP status and reason.
         open_listener: called once the connection is open; what it returns hears the connection's messages
@@ -232,40 +210,97 @@ async def serve_websocket(
         max_message_size: bigger messages are refused with close code 1009.
         outbox_capacity: frames the connection's backlog holds (see `Outbox`).
         delay: development only: seconds every frame sent is held back.
-        timeout: seconds the handshake may take.
     """
     async with trio.open_nursery() as nursery:
         outbox = Outbox(fd=stream.socket.fileno(), nursery=nursery, capacity=outbox_capacity, delay=delay)
-        replayed = _ReplayedStream(stream, outbox, request_head, after_head)
         protocol = _ServerProtocol(outbox, max_message_size)
-        # What `trio_websocket.wrap_server_stream` does, with our wsproto connection and stream: it builds its
-        # own wsproto connection, so its private steps are called here (pyproject pins trio-websocket < 0.13).
-        ws = trio_websocket.WebSocketConnection(
-            replayed,
-            protocol,
-            message_queue_size=1,  # unused: messages go to the listener (see `_ServerProtocol`)
-            max_message_size=max_message_size,
-            receive_buffer_size=HANDSHAKE_RECEIVE_BYTES,
-        )
+        ws = WebSocket(stream, outbox, protocol)
+        try:
+            await _handshake(ws, request_head, after_head, check, open_listener, nursery)
+            del request_head, after_head
+            while ws.close_code is None:
+                data = await _read(stream)
+                if not data:
+                    ws._end(ABNORMAL_CLOSURE, "the connection was closed without a Close frame")
+                    break
+                protocol.receive_data(data)
+                await _handle_events(ws)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, _Refused):
+            ws._end(ABNORMAL_CLOSURE, "the connection broke")
+        finally:
+            protocol.connection_lost()
+            nursery.cancel_scope.cancel()
 
-        async def handshake() -> None:
-            with trio.move_on_after(timeout):
-                request = await ws._get_request()
-                try:
-                    checked = check(request.headers)
-                except HandshakeRefusal as refusal:
-                    body = f"{refusal.reason}\n".encode()
-                    headers = [(b"Content-Type", b"text/plain; charset=utf-8")]
-                    await request.reject(refusal.status, extra_headers=headers, body=body)
-                    nursery.cancel_scope.cancel()
-                    return
-                accepted = await request.accept()
-                replayed.handshake_complete.set()
-                protocol.attach(open_listener(AcceptedWebSocket(accepted, outbox, nursery, checked)))
-                return
-            nursery.cancel_scope.cancel()  # the handshake took too long
 
-        nursery.start_soon(handshake)
-        await ws._reader_task()
-        protocol.connection_lost()
-        nursery.cancel_scope.cancel()
+class _Refused(Exception):
+    """The handshake was answered with an HTTP error: the connection ends."""
+
+
+async def _handshake(
+    ws: WebSocket,
+    request_head: bytes,
+    after_head: bytes,
+    check: Callable[[list[tuple[bytes, bytes]]], T],
+    open_listener: Callable[[AcceptedWebSocket[T]], ConnectionListener],
+    nursery: trio.Nursery,
+) -> None:
+    protocol = ws.protocol
+    try:
+        protocol.receive_data(request_head)
+        request = next((event for event in protocol.events() if isinstance(event, Request)), None)
+    except RemoteProtocolError as error:  # not a valid upgrade: wsproto says how to answer (400)
+        if error.event_hint is not None:
+            await ws.outbox.send_all(protocol.send(error.event_hint))
+        raise _Refused from None
+    if request is None:
+        raise _Refused
+    try:
+        checked = check(list(request.extra_headers))
+    except HandshakeRefusal as refusal:
+        body = f"{refusal.reason}\n".encode()
+        headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Content-Length", str(len(body)).encode())]
+        response = protocol.send(RejectConnection(status_code=refusal.status, headers=headers, has_body=True))
+        response += protocol.send(RejectData(data=body))
+        await ws.outbox.send_all(response)
+        raise _Refused from None
+    await ws.outbox.send_all(protocol.send(AcceptConnection()))
+    protocol.attach(open_listener(AcceptedWebSocket(ws, ws.outbox, nursery, checked)))
+    if after_head:
+        protocol.receive_data(after_head)
+        await _handle_events(ws)
+
+
+async def _handle_events(ws: WebSocket) -> None:
+    """Act on what wsproto made of the bytes received (messages went to the listener already)."""
+    protocol = ws.protocol
+    for event in protocol.events():
+        if isinstance(event, Ping):
+            if protocol.state is ConnectionState.OPEN:
+                ws.outbox.put_nowait(protocol.send(event.response()), state=False)
+        elif isinstance(event, CloseConnection):
+            state = protocol.state
+            if state is ConnectionState.REMOTE_CLOSING:  # the peer closes: answer with its code
+                await ws.outbox.send_all(protocol.send(event.response()))
+            elif state is ConnectionState.OPEN:  # a frame wsproto could not parse: say why, then drop
+                await ws.outbox.send_all(protocol.send(CloseConnection(code=event.code, reason=event.reason)))
+            ws._end(event.code, event.reason or "")
+            return
+
+
+async def _read(stream: trio.SocketStream) -> bytes:
+    """What SocketStream.receive_some does, in the other order: wait until the socket is readable, then read.
+
+    A client's messages come a tick or more apart, so reading first would mostly fail (a wasted system call
+    and exception per message).
+    """
+    while True:
+        fd = stream.socket.fileno()
+        if fd == -1:
+            raise trio.ClosedResourceError("the connection was closed")
+        await trio.lowlevel.wait_readable(fd)
+        try:
+            return os.read(fd, RECEIVE_BYTES)
+        except BlockingIOError:
+            continue
+        except OSError as error:
+            raise trio.BrokenResourceError(f"the connection broke: {error}") from error

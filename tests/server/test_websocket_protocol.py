@@ -288,8 +288,8 @@ async def test_a_protocol_error_is_answered_with_a_close_frame(
 @pytest.mark.xfail(
     strict=True,
     reason="questionable: a frame header that declares more than the 4096-byte limit is not refused when it "
-    "arrives; trio-websocket counts only payload bytes received, so the connection stays open (here until "
-    "hello_timeout closes it with 1008) instead of being closed with 1009 at once",
+    "arrives; wsproto hands over payload as it arrives and the server counts only that, so the connection stays "
+    "open (here until hello_timeout closes it with 1008) instead of being closed with 1009 at once",
 )
 async def test_a_frame_that_declares_more_than_4096_bytes_is_refused_at_its_header(server_factory):
     server = await server_factory(hello_timeout=1.5)
