@@ -42,7 +42,7 @@ from pathlib import Path
 
 import msgpack
 import trio
-from fanout import print_profile_summary, start_profile
+from fanout import cpu_seconds, print_profile_summary, rss_bytes, start_profile
 from wsproto.frame_protocol import FrameProtocol
 
 from bots.client import connect, guest_token, http_request, http_url
@@ -55,20 +55,6 @@ SERVER_CORE, LOAD_CORE = 0, 1
 SPREAD_SAMPLE_CLIENTS = 50
 RAMP_BATCH = 100
 OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING = 0x1, 0x2, 0x8, 0x9
-
-
-def _cpu_seconds(pid: int | str) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -324,7 +310,7 @@ class ArenaStack(Stack):
 
 
 async def measure(stack: Stack, port: int, pid: int, clients: int, seconds: float, profile: str | None) -> dict:
-    baseline_rss = _rss_bytes(pid)
+    baseline_rss = rss_bytes(pid)
     counters: list[FrameCounter] = []
     failures: list[str] = []
     arrivals: queue.SimpleQueue[FrameCounter] = queue.SimpleQueue()
@@ -351,17 +337,17 @@ async def measure(stack: Stack, port: int, pid: int, clients: int, seconds: floa
                     await trio.sleep(0.25)
                     print(f"  {stack.name}: {len(counters)}/{clients} connected", file=sys.stderr, flush=True)
         await trio.sleep(3)  # settle
-        rss = _rss_bytes(pid)
+        rss = rss_bytes(pid)
         for counter in counters:
             counter.samples.clear()
         received_before = sum(counter.messages for counter in counters)
-        cpu_before, generator_before, started = _cpu_seconds(pid), _cpu_seconds("self"), time.monotonic()
+        cpu_before, generator_before, started = cpu_seconds(pid), cpu_seconds("self"), time.monotonic()
         profiler = start_profile(pid, seconds, profile) if profile else None
         await trio.sleep(seconds)
         if profiler is not None:
             await trio.to_thread.run_sync(profiler.wait)
         received = sum(counter.messages for counter in counters) - received_before
-        cpu, generator_cpu = _cpu_seconds(pid) - cpu_before, _cpu_seconds("self") - generator_before
+        cpu, generator_cpu = cpu_seconds(pid) - cpu_before, cpu_seconds("self") - generator_before
         elapsed = time.monotonic() - started
         samples = [(received_at, payload) for counter in counters for received_at, payload in list(counter.samples)]
         timing = await stack.lateness(port)

@@ -27,13 +27,15 @@ from bots.client import connect, http_request
 TICK_RATE = 30
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int | str) -> float:
+    """User + system CPU seconds of process `pid` ("self" for this one), from /proc."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid`, from /proc."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
@@ -114,14 +116,14 @@ async def _measure(url: str, pid: int, clients: int, seconds: float, profile: st
             await ready.wait()
         await trio.sleep(2)  # settle
         before = await _health(url)
-        cpu_before, started = _cpu_seconds(pid), time.monotonic()
+        cpu_before, started = cpu_seconds(pid), time.monotonic()
         profiler = start_profile(pid, seconds, profile) if profile else None
         await trio.sleep(seconds)
         if profiler is not None:
             await trio.to_thread.run_sync(profiler.wait)
-        cpu_after, elapsed = _cpu_seconds(pid), time.monotonic() - started
+        cpu_after, elapsed = cpu_seconds(pid), time.monotonic() - started
         after = await _health(url)
-        rss = _rss_bytes(pid)
+        rss = rss_bytes(pid)
         stop.set()
     ticks = after["tick"]["ticks"] - before["tick"]["ticks"]
     players = after["players"]

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import trio
-from compare import _rss_bytes
+from fanout import rss_bytes
 
 from bots.client import connect
 
@@ -39,7 +39,7 @@ async def measure(pid: int, count: int) -> dict:
             while connected < WARM_UP:
                 await trio.sleep(0.05)
         await trio.sleep(1)
-        before = _rss_bytes(pid)
+        before = rss_bytes(pid)
         for index in range(WARM_UP, WARM_UP + count):
             nursery.start_soon(hold, index)
             if index % 100 == 0:
@@ -49,7 +49,7 @@ async def measure(pid: int, count: int) -> dict:
             while connected < WARM_UP + count:
                 await trio.sleep(0.1)
         await trio.sleep(2)
-        after = _rss_bytes(pid)
+        after = rss_bytes(pid)
         nursery.cancel_scope.cancel()
     return {
         "connections": count,

@@ -22,8 +22,8 @@ import time
 from functools import partial
 
 import trio
-from compare import _cpu_seconds, open_counter
-from fanout import print_profile_summary, start_profile
+from compare import open_counter
+from fanout import cpu_seconds, print_profile_summary, start_profile
 from whole_game import Player, play_all
 
 from bots.client import guest_token
@@ -47,12 +47,12 @@ async def measure(pid: int, senders: int, rate: float, seconds: float, profile: 
             players.append(player)
             arrivals.put(player)
         await trio.sleep(3)
-        sent_before, cpu_before, started = sum(p.seq for p in players), _cpu_seconds(pid), time.monotonic()
+        sent_before, cpu_before, started = sum(p.seq for p in players), cpu_seconds(pid), time.monotonic()
         profiler = start_profile(pid, seconds, profile) if profile else None
         await trio.sleep(seconds)
         if profiler is not None:
             await trio.to_thread.run_sync(profiler.wait)
-        sent, cpu = sum(p.seq for p in players) - sent_before, _cpu_seconds(pid) - cpu_before
+        sent, cpu = sum(p.seq for p in players) - sent_before, cpu_seconds(pid) - cpu_before
         elapsed = time.monotonic() - started
         stop.set()
         nursery.cancel_scope.cancel()

@@ -27,8 +27,8 @@ import time
 from functools import partial
 
 import trio
-from compare import FrameCounter, _cpu_seconds, _rss_bytes, open_counter
-from fanout import print_profile_summary, start_profile
+from compare import FrameCounter, open_counter
+from fanout import cpu_seconds, print_profile_summary, rss_bytes, start_profile
 
 from bots.client import guest_token, http_request
 from server.codec import decode_server, encode
@@ -114,7 +114,7 @@ async def measure(
     stop = threading.Event()
     failures: list[str] = []
     joined: list[Player] = []
-    baseline_rss = _rss_bytes(pid)
+    baseline_rss = rss_bytes(pid)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(trio.to_thread.run_sync, play_all, arrivals, stop, failures))
 
@@ -136,16 +136,16 @@ async def measure(
                     await trio.sleep(0.25)
                     print(f"  {len(joined)}/{players} playing", file=sys.stderr, flush=True)
         await trio.sleep(max(5.0, 11.0 - seconds))  # settle, so the 10 s timing window is all steady play
-        rss = _rss_bytes(pid)
+        rss = rss_bytes(pid)
         _, body = await http_request(f"http://127.0.0.1:{port}", "GET", "/healthz")
         before = json.loads(body)
         received_before = sum(player.counter.messages for player in joined)
-        cpu_before, generator_before, started = _cpu_seconds(pid), _cpu_seconds("self"), time.monotonic()
+        cpu_before, generator_before, started = cpu_seconds(pid), cpu_seconds("self"), time.monotonic()
         profiler = start_profile(pid, seconds, profile) if profile else None
         await trio.sleep(seconds)
         if profiler is not None:
             await trio.to_thread.run_sync(profiler.wait)
-        cpu, generator_cpu = _cpu_seconds(pid) - cpu_before, _cpu_seconds("self") - generator_before
+        cpu, generator_cpu = cpu_seconds(pid) - cpu_before, cpu_seconds("self") - generator_before
         elapsed = time.monotonic() - started
         received = sum(player.counter.messages for player in joined) - received_before
         _, body = await http_request(f"http://127.0.0.1:{port}", "GET", "/healthz")
