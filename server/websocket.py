@@ -167,7 +167,8 @@ class WebSocket:
         finally:
             await self.stream.aclose()
 
-    def _end(self, code: int, reason: str) -> None:
+    def mark_ended(self, code: int, reason: str) -> None:
+        """The connection is over (the first reason given stays)."""
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
         self._ended.set()
@@ -221,12 +222,12 @@ async def serve_websocket(
             while ws.close_code is None:
                 data = await _read(stream)
                 if not data:
-                    ws._end(ABNORMAL_CLOSURE, "the connection was closed without a Close frame")
+                    ws.mark_ended(ABNORMAL_CLOSURE, "the connection was closed without a Close frame")
                     break
                 protocol.receive_data(data)
                 await _handle_events(ws)
         except (trio.BrokenResourceError, trio.ClosedResourceError, _Refused):
-            ws._end(ABNORMAL_CLOSURE, "the connection broke")
+            ws.mark_ended(ABNORMAL_CLOSURE, "the connection broke")
         finally:
             protocol.connection_lost()
             nursery.cancel_scope.cancel()
@@ -283,7 +284,7 @@ async def _handle_events(ws: WebSocket) -> None:
                 await ws.outbox.send_all(protocol.send(event.response()))
             elif state is ConnectionState.OPEN:  # a frame wsproto could not parse: say why, then drop
                 await ws.outbox.send_all(protocol.send(CloseConnection(code=event.code, reason=event.reason)))
-            ws._end(event.code, event.reason or "")
+            ws.mark_ended(event.code, event.reason or "")
             return
 
 
