@@ -19,6 +19,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import trio
 
@@ -73,6 +75,32 @@ async def _hold_clients(url: str, count: int, ready: trio.Event, stop: trio.Even
                 await trio.sleep(0.2)  # ramp
         await stop.wait()
         nursery.cancel_scope.cancel()
+
+
+class ServerDidNotStart(RuntimeError):
+    """`arena serve` exited before it said it was listening."""
+
+
+@contextmanager
+def arena_server(port: int, *options: str, core: int = 0) -> Iterator[subprocess.Popen[bytes]]:
+    """`arena serve --port PORT OPTIONS` pinned to `core`, once it listens; stopped on leaving.
+
+    Raises:
+        ServerDidNotStart: if it exits first (a port in use, say).
+    """
+    command = ["taskset", "-c", str(core), sys.executable, "-m", "server", "--port", str(port), *options]
+    server = subprocess.Popen([*command, "--log-level", "warning"], stdout=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        while b"open http://" not in server.stdout.readline():
+            if server.poll() is not None:
+                raise ServerDidNotStart(f"the server did not start ({' '.join(command)}): is port {port} free?")
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 def start_profile(pid: int, seconds: float, output: str) -> subprocess.Popen[bytes]:
@@ -156,39 +184,12 @@ def main() -> int:
     os.sched_setaffinity(0, {1})
     results = []
     for count in counts:
-        server = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
-                "0",
-                sys.executable,
-                "-m",
-                "server",
-                "--port",
-                str(args.port),
-                "--queue-wait",
-                "0.2",
-                "--no-bots",
-                "--match-seconds",
-                "600",
-                "--log-level",
-                "warning",
-            ],
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert server.stdout is not None
-            while b"open http://" not in server.stdout.readline():
-                if server.poll() is not None:
-                    print("bench: the server did not start", file=sys.stderr)
-                    return 1
-            profile = os.path.join(args.profile, f"arena-{count}.txt") if args.profile else None
-            if profile:
-                os.makedirs(args.profile, exist_ok=True)
+        profile = os.path.join(args.profile, f"arena-{count}.txt") if args.profile else None
+        if profile:
+            os.makedirs(args.profile, exist_ok=True)
+        options = ("--queue-wait", "0.2", "--no-bots", "--match-seconds", "600")
+        with arena_server(args.port, *options) as server:
             figures = trio.run(_measure, f"ws://127.0.0.1:{args.port}/ws", server.pid, count, args.seconds, profile)
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
         results.append(figures)
         if profile:
             print_profile_summary(profile)

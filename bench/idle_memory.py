@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 import trio
-from fanout import rss_bytes
+from fanout import arena_server, rss_bytes
 
 from bots.client import connect
 
@@ -67,20 +66,8 @@ def main() -> int:
         print("idle_memory: --count must be from 1 to 20000", file=sys.stderr)
         return 2
     os.sched_setaffinity(0, {1})
-    command = ["taskset", "-c", "0", sys.executable, "-m", "server", "--port", str(PORT), "--log-level", "warning"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE)
-    try:
-        assert server.stdout is not None
-        while b"open http://" not in server.stdout.readline():
-            if server.poll() is not None:
-                print("idle_memory: the server did not start", file=sys.stderr)
-                return 1
+    with arena_server(PORT) as server:
         figures = trio.run(measure, server.pid, args.count)
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        if server.stdout is not None:
-            server.stdout.close()
     print(f"{figures['connections']} idle connections: {figures['kib_per_connection']} KiB of server RSS each")
     print(json.dumps({"bench": "idle_memory", **figures}))
     return 0

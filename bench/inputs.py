@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ from functools import partial
 
 import trio
 from compare import open_counter
-from fanout import cpu_seconds, print_profile_summary, start_profile
+from fanout import arena_server, cpu_seconds, print_profile_summary, start_profile
 from whole_game import Player, play_all
 
 from bots.client import guest_token
@@ -79,24 +78,12 @@ def main() -> int:
         print("inputs: --senders 1..5000, --rate 0..100 (the server allows 120 messages/s), --seconds 1..120")
         return 2
     os.sched_setaffinity(0, {1})
-    command = ["taskset", "-c", "0", sys.executable, "-m", "server", "--port", str(PORT), "--log-level", "warning"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE)
     profile = None
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
         profile = os.path.join(args.profile, f"inputs-{args.senders}x{args.rate:g}.txt")
-    try:
-        assert server.stdout is not None
-        while b"open http://" not in server.stdout.readline():
-            if server.poll() is not None:
-                print("inputs: the server did not start", file=sys.stderr)
-                return 1
+    with arena_server(PORT) as server:
         figures = trio.run(measure, server.pid, args.senders, args.rate, args.seconds, profile)
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        if server.stdout is not None:
-            server.stdout.close()
     print(
         f"{figures['senders']} senders, {figures['inputs_per_second']} inputs/s: server CPU "
         f"{figures['server_cpu_percent']}% = {figures['server_cpu_us_per_input']} us per input "

@@ -20,7 +20,6 @@ import os
 import queue
 import random
 import selectors
-import subprocess
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ from functools import partial
 
 import trio
 from compare import FrameCounter, open_counter
-from fanout import cpu_seconds, print_profile_summary, rss_bytes, start_profile
+from fanout import arena_server, cpu_seconds, print_profile_summary, rss_bytes, start_profile
 
 from bots.client import guest_token, http_request
 from server.codec import decode_server, encode
@@ -205,28 +204,13 @@ def main() -> int:
     results = []
     for count in counts:
         print(f"{count} players...", file=sys.stderr, flush=True)
-        command = [
-            "taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "server", "--port", str(args.port),
-            "--log-level", "warning", "--queue-wait", "0.5", "--no-bots", "--match-seconds", "3600",
-            "--kill-limit", "1000000", "--tick-rate", str(TARGET_TICK_RATE),
-        ]  # fmt: skip
-        server = subprocess.Popen(command, stdout=subprocess.PIPE)
+        options = ("--queue-wait", "0.5", "--no-bots", "--match-seconds", "3600", "--kill-limit", "1000000")
         profile = None
         if args.profile:
             os.makedirs(args.profile, exist_ok=True)
             profile = os.path.join(args.profile, f"whole-game-{count}.txt")
-        try:
-            assert server.stdout is not None
-            while b"open http://" not in server.stdout.readline():
-                if server.poll() is not None:
-                    print("whole_game: the server did not start", file=sys.stderr)
-                    return 1
+        with arena_server(args.port, *options, "--tick-rate", str(TARGET_TICK_RATE), core=SERVER_CORE) as server:
             figures = trio.run(measure, args.port, server.pid, count, args.inputs, args.seconds, profile)
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
-            if server.stdout is not None:
-                server.stdout.close()
         results.append(figures)
         print(
             f"{count:5d} players in {figures['matches']} matches ({figures['failures']} failed): "
