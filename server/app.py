@@ -2,16 +2,29 @@
 /ws; authentication, matchmaking, sessions; drain.
 
 Rules: every connection runs in its own task and nursery, so nothing one client does can stop another; a
-handler never lets an exception escape to the listener; a client is known by its token before it may do
-anything; one identity has at most one connection (the newer one wins); shutting down stops accepting,
-closes every client with 1001 and waits at most `drain_timeout` for them.
+handler never lets an exception escape to the listener, and an error a client causes is answered with a status
+or close code and logged in one line below WARNING, never with a traceback; a client is known by its token
+before it may do anything; one identity has at most one connection (the newer one wins); shutting down stops
+accepting, closes every client with 1001 and waits at most `drain_timeout` for them.
+
+Admission, in order: the total and per-address connection caps (an address is the TCP peer's, or for a trusted
+proxy the address it forwards); then, for a WebSocket, the strict handshake and the Origin allowlist; then the
+token. Refusals before the request is read are answered by a bounded pool; when the process runs out of file
+descriptors, accepting backs off, one reserve descriptor answers /healthz (and 503 to the rest), and the
+condition is logged once per interval.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import math
+import os
+import resource
 import socket
+import ssl
 import time
 from collections import Counter
 from typing import Any
@@ -25,6 +38,8 @@ from server.auth import Authenticator, AuthError, Identity
 from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode
 from server.config import ServerConfig
 from server.directory import InMemoryMatchDirectory
+from server.handshake import HandshakeError, OriginPolicy, check_upgrade
+from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
 from server.match import SeatError, TickStatistics
 from server.matchmaker import Matchmaker, MatchmakingError
 from server.messages import (
@@ -49,6 +64,7 @@ from server.messages import (
     Welcome,
     validate_display_name,
 )
+from server.proxies import client_address, is_trusted, parse_networks
 from server.session import Session
 from server.timers import Timers
 from server.web import (
@@ -71,6 +87,30 @@ WEBSOCKET_PATH = "/ws"
 MATCHMAKING_INTERVAL = 0.1
 QUEUE_STATUS_INTERVAL = 1.0
 MAX_GUEST_REQUEST_BYTES = 1024
+FILE_HEADROOM = 128
+"""File descriptors kept out of `max_connections` when it is derived from the file limit: listeners, log and
+client files, the refusal pool, the reserve descriptor."""
+MAX_REFUSALS_IN_FLIGHT = 64
+"""Refused connections being answered at once; beyond that a refused connection is closed without an answer."""
+REFUSAL_READ_SECONDS = 1.0
+"""How long a refused connection may take to send its request head before it is answered anyway."""
+ACCEPT_CAPACITY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_ERROR_LOG_INTERVAL = 10.0
+MAX_ACCEPT_BACKOFF = 1.0
+
+
+def default_max_connections() -> int:
+    """Raise the soft file limit to the hard one, and derive the connection cap from it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and hard != resource.RLIM_INFINITY:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return 1_000_000
+    return soft - FILE_HEADROOM if soft > 2 * FILE_HEADROOM else max(1, soft // 2)
 
 
 @attrs.define(eq=False)
@@ -93,14 +133,37 @@ class ArenaServer:
     _overflows_of_closed_sessions: int = attrs.field(default=0, init=False)
     _welcome_frame: bytes = attrs.field(init=False)
     _timers: Timers = attrs.field(factory=Timers, init=False)
+    connections: ConnectionCounter = attrs.field(init=False)
+    """Open TCP connections, in all and per client address."""
+    _guest_tokens: AddressRateLimiter = attrs.field(init=False)
+    _frame_limits: FrameLimits = attrs.field(init=False)
+    _origins: OriginPolicy = attrs.field(init=False)
+    _trusted_proxies: tuple[Any, ...] = attrs.field(init=False)
+    _ssl_context: ssl.SSLContext | None = attrs.field(default=None, init=False)
+    _refusals_in_flight: int = attrs.field(default=0, init=False)
+    _reserve_fd: int | None = attrs.field(default=None, init=False)
+    _accept_errors_unlogged: int = attrs.field(default=0, init=False)
+    _accept_error_logged_at: float = attrs.field(default=-math.inf, init=False)
 
     def __attrs_post_init__(self) -> None:
+        """Raises ValueError (or OSError for a TLS file) if the configuration cannot work."""
         config = self.config
         self.rules = Rules(
             tick_rate=config.tick_rate, kill_limit=config.kill_limit, duration_seconds=config.match_seconds
         )
         self.authenticator = Authenticator(config.auth)
         self._welcome_frame = encode(self._welcome())
+        max_connections = default_max_connections() if config.max_connections is None else config.max_connections
+        self.connections = ConnectionCounter(max_total=max_connections, max_per_address=config.max_connections_per_ip)
+        per_minute = config.guest_tokens_per_minute
+        self._guest_tokens = AddressRateLimiter(rate=per_minute / 60, burst=per_minute)
+        self._frame_limits = config.frame_limits()
+        self._origins = OriginPolicy.from_options(config.allowed_origins)
+        self._trusted_proxies = parse_networks(config.trusted_proxies)
+        if (config.tls_cert is None) != (config.tls_key is None):
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if config.tls_cert is not None and config.tls_key is not None:
+            self._ssl_context = tls_context(config.tls_cert, config.tls_key)
 
     @property
     def directory(self) -> InMemoryMatchDirectory:
@@ -135,13 +198,27 @@ class ArenaServer:
             accepting = trio.CancelScope()
 
             async def accept() -> None:
-                with accepting:
-                    await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
+                try:
+                    with accepting:
+                        async with trio.open_nursery() as accepters:
+                            for listener in listeners:
+                                accepters.start_soon(self._accept_loop, listener, nursery)
+                finally:
+                    for listener in listeners:
+                        await trio.aclose_forcefully(listener)
 
+            self._open_reserve_fd()
             await nursery.start(self._timers.run)
             nursery.start_soon(accept)
             nursery.start_soon(self._matchmaking_loop)
-            logger.info("Arena listening on http://%s:%d", self.config.host, self.port)
+            logger.info(
+                "Arena listening on %s://%s:%d (at most %s connections, %s per address)",
+                "https" if self._ssl_context else "http",
+                self.config.host,
+                self.port,
+                self.connections.max_total or "unlimited",
+                self.connections.max_per_address or "unlimited",
+            )
             task_status.started(self)
             await self._shutdown_requested.wait()
             self.draining = True
@@ -154,6 +231,9 @@ class ArenaServer:
                     self._sessions_changed = trio.Event()
                     await self._sessions_changed.wait()
             nursery.cancel_scope.cancel()
+        if self._reserve_fd is not None:
+            os.close(self._reserve_fd)
+            self._reserve_fd = None
 
     def shutdown(self) -> None:
         """Stop accepting connections and close every client with 1001 (going away)."""
@@ -168,6 +248,15 @@ class ArenaServer:
             "uptime_seconds": round(time.monotonic() - self._started_at, 1),
             "tick_rate": self.config.tick_rate,
             "connections": len(self.sessions),
+            "tcp_connections": self.connections.total,
+            "addresses": len(self.connections.by_address),
+            "busiest_addresses": [
+                {"address": address, "connections": count} for address, count in self.connections.busiest(5)
+            ],
+            "limits": {
+                "max_connections": self.connections.max_total,
+                "max_connections_per_ip": self.connections.max_per_address,
+            },
             "matches": len(directory.matches) if directory else 0,
             "players": directory.player_count if directory else 0,
             "queued": len(list(self._matchmaker.queued())) if self._matchmaker else 0,
@@ -204,58 +293,218 @@ class ArenaServer:
             ],
             limits={
                 "max_message_bytes": MAX_CLIENT_MESSAGE_BYTES,
-                "max_messages_per_second": self.config.max_messages_per_second,
+                "max_messages_per_second": self.config.max_frames_per_second,
+                "max_frames_per_second": self.config.max_frames_per_second,
+                "max_frames_before_hello": self.config.max_frames_before_hello,
+                "max_pings_per_second": self.config.max_pings_per_second,
                 "ping_interval_seconds": self.config.ping_interval,
                 "pong_timeout_seconds": self.config.pong_timeout,
                 "hello_timeout_seconds": self.config.hello_timeout,
             },
         )
 
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept connections for ever; when out of file descriptors, back off instead of spinning."""
+        backoff = 0.0
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                if error.errno not in ACCEPT_CAPACITY_ERRORS:
+                    raise
+                self._accept_failed(error)
+                await self._answer_with_reserve_fd(listener, nursery)
+                backoff = min(max(2 * backoff, 0.01), MAX_ACCEPT_BACKOFF)
+                await trio.sleep(backoff)
+                continue
+            backoff = 0.0
+            nursery.start_soon(self._handle_connection, stream)
+
+    def _accept_failed(self, error: OSError) -> None:
+        """Count a failed accept; log it at most once per `ACCEPT_ERROR_LOG_INTERVAL`."""
+        self.counters["accept_errors"] += 1
+        self._accept_errors_unlogged += 1
+        now = trio.current_time()
+        if now - self._accept_error_logged_at >= ACCEPT_ERROR_LOG_INTERVAL:
+            logger.warning(
+                "cannot accept connections: %s (%d times since the last report); backing off. Raise the file "
+                "limit (ulimit -n, LimitNOFILE=) or lower --max-connections",
+                os.strerror(error.errno or 0),
+                self._accept_errors_unlogged,
+            )
+            self._accept_errors_unlogged = 0
+            self._accept_error_logged_at = now
+
+    def _open_reserve_fd(self) -> None:
+        if self._reserve_fd is None:
+            try:
+                self._reserve_fd = os.open(os.devnull, os.O_RDONLY)
+            except OSError:
+                self._reserve_fd = None
+
+    async def _answer_with_reserve_fd(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Out of file descriptors: give up the reserve one to accept a waiting connection and answer it
+        (/healthz, or 503), so that health checks keep working; the reserve is taken back afterwards."""
+        if self._reserve_fd is None:
+            return
+        os.close(self._reserve_fd)
+        self._reserve_fd = None
+        stream = None
+        with trio.move_on_after(0.1), contextlib.suppress(OSError):
+            stream = await listener.accept()  # the connection that could not be accepted is still waiting
+        if stream is None:
+            self._open_reserve_fd()
+            return
+
+        async def answer() -> None:
+            try:
+                await self._refuse(stream, 503, "the server is out of file descriptors: try again shortly")
+            finally:
+                await trio.aclose_forcefully(stream)
+                self._open_reserve_fd()
+
+        nursery.start_soon(answer)
+
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
+        peer = _peer_address(stream)
+        counted: str | None = None
+        added = False
         try:
-            await self._serve_connection(stream)
+            if not is_trusted(peer, self._trusted_proxies):
+                counted = address_key(peer)
+            refusal = self.connections.refusal(counted)
+            if refusal is not None:
+                await self._refuse(stream, *refusal)
+                return
+            self.connections.add(counted)
+            added = True
+            await self._serve_connection(stream, peer)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:
             logger.exception("unexpected error on a connection; it was closed, the server goes on")
         finally:
+            if added:
+                self.connections.remove(counted)
             with trio.move_on_after(self.config.close_timeout) as scope:
                 scope.shield = True
                 await stream.aclose()
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+    async def _refuse(self, stream: trio.abc.Stream, status: int, reason: str) -> None:
+        """Answer a connection refused before its request was read: read the head briefly, answer `status`
+        (or /healthz, which keeps answering when the server is full), close. At most
+        `MAX_REFUSALS_IN_FLIGHT` at once; beyond that the connection is closed unanswered."""
+        self.counters[f"refused_{status}"] += 1
+        if self._refusals_in_flight >= MAX_REFUSALS_IN_FLIGHT:
+            return
+        self._refusals_in_flight += 1
+        try:
+            head = None
+            with trio.move_on_after(REFUSAL_READ_SECONDS):
+                if self._ssl_context is not None:
+                    stream = trio.SSLStream(stream, self._ssl_context, server_side=True, https_compatible=True)
+                    await stream.do_handshake()
+                head = await read_request(stream)
+            connection = head[0] if head is not None else None
+            if head is not None and head[1].path == "/healthz" and status == 503:
+                await respond_json(stream, head[0], 200, self.health())
+            else:
+                headers = (("Retry-After", "1" if status == 503 else "10"),)
+                await respond(stream, connection, status, f"{reason}\n".encode(), headers=headers)
+            await close_gracefully(stream, timeout=REFUSAL_READ_SECONDS)
+        except (BadRequestError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self._refusals_in_flight -= 1
+
+    async def _serve_connection(self, stream: trio.SocketStream, peer: str) -> None:
         if self.config.send_buffer_bytes is not None:
             stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
+        transport: trio.SocketStream | trio.SSLStream[trio.SocketStream] = stream
         head = None
         try:
             with trio.move_on_after(self.config.hello_timeout):
-                head = await read_request(stream)
+                if self._ssl_context is not None:
+                    transport = trio.SSLStream(stream, self._ssl_context, server_side=True, https_compatible=True)
+                    await transport.do_handshake()
+                head = await read_request(transport)
         except BadRequestError as error:
-            await respond(stream, None, error.status, f"{error}\n".encode())
+            logger.debug("bad request from %s: %s", peer, error)
+            await respond(transport, None, error.status, f"{error}\n".encode())
             return
         if head is None:
             return
         connection, request = head
         del head
+        if not is_trusted(peer, self._trusted_proxies):
+            await self._serve_request(transport, connection, request, peer, f"{peer}:{_peer_port(stream)}")
+            return
+        address = client_address(peer, request.headers, self._trusted_proxies)
+        key = address_key(address)
+        refusal = self.connections.address_refusal(key)
+        if refusal is not None:
+            self.counters[f"refused_{refusal[0]}"] += 1
+            retry = (("Retry-After", "10"),)
+            await respond(transport, connection, refusal[0], f"{refusal[1]}\n".encode(), headers=retry)
+            await close_gracefully(transport)
+            return
+        self.connections.assign(key)
+        try:
+            await self._serve_request(transport, connection, request, address, address)
+        finally:
+            self.connections.unassign(key)
+
+    async def _serve_request(
+        self,
+        transport: trio.SocketStream | trio.SSLStream[trio.SocketStream],
+        connection: h11.Connection,
+        request: HttpRequest,
+        address: str,
+        remote: str,
+    ) -> None:
+        """Answer a request from `address` (the client's, as far as we can tell; `remote` for logs)."""
         if request.path == WEBSOCKET_PATH and request.is_websocket_upgrade:
+            try:
+                check_upgrade(request.headers, self._origins)
+            except HandshakeError as error:
+                self.counters[f"refused_handshake_{error.status}"] += 1
+                logger.debug("refused a WebSocket upgrade from %s: %d %s", remote, error.status, error.reason)
+                body = f"{error.reason}\n".encode()
+                await respond(transport, connection, error.status, body, headers=error.headers)
+                await close_gracefully(transport)
+                return
             del connection  # its work is done, and the WebSocket may live for hours: let both go
             request_head, after_head = request.raw, request.after_head
             del request
-            await self._serve_websocket(stream, request_head, after_head)
+            await self._serve_websocket(transport, request_head, after_head, remote)
             return
         try:
-            await self._answer_http(stream, connection, request)
+            await self._answer_http(transport, connection, request, address)
         except BadRequestError as error:
-            await respond(stream, connection, error.status, f"{error}\n".encode())
+            await respond(transport, connection, error.status, f"{error}\n".encode())
         finally:
-            await close_gracefully(stream)
+            await close_gracefully(transport)
 
-    async def _answer_http(self, stream: trio.SocketStream, connection: h11.Connection, request: HttpRequest) -> None:
+    async def _answer_http(
+        self, stream: trio.abc.Stream, connection: h11.Connection, request: HttpRequest, address: str
+    ) -> None:
         head_only = request.method == "HEAD"
         if request.path == "/auth/guest":
             if request.method != "POST":
                 await respond(
                     stream, connection, 405, b'POST a JSON object {"name": ...}\n', headers=(("Allow", "POST"),)
+                )
+                return
+            wait = self._guest_tokens.spend(address_key(address), trio.current_time())
+            if wait is not None:
+                self.counters["guest_tokens_refused"] += 1
+                limit = self.config.guest_tokens_per_minute
+                await respond_json(
+                    stream,
+                    connection,
+                    429,
+                    {"error": f"too many guest tokens from your address (the limit is {limit} a minute)"},
+                    headers=(("Retry-After", str(math.ceil(wait))),),
                 )
                 return
             await self._issue_guest_token(stream, connection)
@@ -282,7 +531,7 @@ class ArenaServer:
                 body = await trio.Path(file).read_bytes()
                 await respond(stream, connection, 200, body, content_type=content_type_of(file), head_only=head_only)
 
-    async def _issue_guest_token(self, stream: trio.SocketStream, connection: h11.Connection) -> None:
+    async def _issue_guest_token(self, stream: trio.abc.Stream, connection: h11.Connection) -> None:
         body = await read_body(stream, connection, max_bytes=MAX_GUEST_REQUEST_BYTES)
         try:
             request = json.loads(body or b"{}")
@@ -315,9 +564,13 @@ class ArenaServer:
             self.counters["auth_refused"] += 1
             raise HandshakeRefusal(401, f"authentication failed: {error}") from None
 
-    async def _serve_websocket(self, stream: trio.SocketStream, request_head: bytes, after_head: bytes) -> None:
-        host, port = stream.socket.getpeername()[:2]
-        remote = f"{host}:{port}"
+    async def _serve_websocket(
+        self,
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
+        request_head: bytes,
+        after_head: bytes,
+        remote: str,
+    ) -> None:
         opened: list[Session] = []
 
         def open_session(accepted: AcceptedWebSocket[Identity | None]) -> Session:
@@ -329,6 +582,7 @@ class ArenaServer:
                 timers=self._timers,
                 handle_message=self._handle_message,
                 remote=remote,
+                budget=FrameBudget(self._frame_limits),
                 identity=accepted.checked,
             )
             opened.append(session)
@@ -430,11 +684,11 @@ class ArenaServer:
             raise ProtocolError(
                 CloseCode.POLICY_VIOLATION, "authentication needed: send a token in hello or an Authorization header"
             )
-        session.identity = identity
-        session.name = (hello.name or identity.name or "player").strip()
+        name = (hello.name or identity.name or "player").strip()
+        session.authenticated(identity, name)
         session.expire_token_at(trio.current_time() + (identity.expires_at - time.time()))
         expires_in = round(identity.expires_at - time.time(), 1)
-        session.send_control(encode(Authenticated(player=identity.subject, name=session.name, expires_in=expires_in)))
+        session.send_control(encode(Authenticated(player=identity.subject, name=name, expires_in=expires_in)))
         previous = self.sessions_by_subject.get(identity.subject)
         self.sessions_by_subject[identity.subject] = session
         if previous is not None and previous is not session:
@@ -534,3 +788,31 @@ class ArenaServer:
                     session = self.sessions_by_subject.get(ticket.subject)
                     if session is not None:
                         self._send_queue_status(session)
+
+
+def _peer_address(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "unknown"
+
+
+def _peer_port(stream: trio.SocketStream) -> int:
+    try:
+        return int(stream.socket.getpeername()[1])
+    except OSError:
+        return 0
+
+
+def tls_context(cert: os.PathLike[str], key: os.PathLike[str]) -> ssl.SSLContext:
+    """A server-side TLS context: TLS 1.2 or newer, the library's default ciphers, no renegotiation, HTTP/1.1.
+
+    Raises:
+        OSError: if a file cannot be read; ssl.SSLError (an OSError) if they are not a matching PEM pair.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    context.set_alpn_protocols(["http/1.1"])
+    context.load_cert_chain(cert, key)
+    return context

@@ -7,7 +7,11 @@ from pathlib import Path
 import attrs
 
 from server.auth import AuthConfig
+from server.limits import FrameLimits
 from server.matchmaker import DEFAULT_MODES, Mode
+
+FRAMES_PER_SECOND_BEFORE_HELLO = 4.0
+PING_BURST = 5.0
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_web"
 
@@ -28,7 +32,21 @@ class ServerConfig:
             seconds is closed with 1008.
         send_buffer_bytes: the kernel send buffer of each connection (SO_SNDBUF), or None for the system's
             default. A small buffer keeps stale state from piling up in the kernel for a slow client.
-        max_messages_per_second: the most messages a client may send per second (averaged over one second).
+        max_frames_per_second: the most frames a client may send per second once it sent hello, every frame
+            counted (data, continuation, ping, pong), averaged over one second; over it: close 1008.
+        max_frames_before_hello: the frames a connection may send before its hello is accepted (refilled at
+            `FRAMES_PER_SECOND_BEFORE_HELLO`); over it: close 1008.
+        max_pings_per_second: of those frames, Ping frames (bursts of `PING_BURST` allowed); over it: close 1008.
+        max_connections: open connections in all; None derives it from the file limit (RLIMIT_NOFILE, raised to
+            its hard limit at start) less headroom; 0 means no cap. Over it: 503.
+        max_connections_per_ip: open connections from one address (an IPv6 /64 counts as one); 0 means no cap.
+            Over it: 429.
+        guest_tokens_per_minute: guest tokens one address may get (bursts of as many); over it: 429.
+        trusted_proxies: CIDR networks of reverse proxies whose X-Forwarded-For / Forwarded headers name the
+            client's address; nobody else's are believed.
+        allowed_origins: origins (scheme://host[:port], "null", or "*") whose pages may open a WebSocket besides
+            the server's own; empty allows the server's own origin and pages on localhost.
+        tls_cert, tls_key: PEM certificate chain and key: serve https:// and wss:// on the port (TLS 1.2+).
         close_timeout: seconds to wait for a client to answer our Close frame.
         drain_timeout: seconds a shutdown waits for clients to close before cutting them off.
         match_linger_seconds: how long a finished match keeps its players before telling them it closed.
@@ -55,7 +73,16 @@ class ServerConfig:
     overflow_limit: int = 3
     overflow_window: float = 30.0
     send_buffer_bytes: int | None = 65536
-    max_messages_per_second: int = 120
+    max_frames_per_second: int = 120
+    max_frames_before_hello: int = 16
+    max_pings_per_second: float = 1.0
+    max_connections: int | None = None
+    max_connections_per_ip: int = 64
+    guest_tokens_per_minute: int = 20
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     close_timeout: float = 2.0
     drain_timeout: float = 5.0
     match_linger_seconds: float = 10.0
@@ -69,3 +96,13 @@ class ServerConfig:
     reservation_seconds: float = 15.0
     resume_window: float = 20.0
     bot_takes_over: bool = False
+
+    def frame_limits(self) -> FrameLimits:
+        """The frame budget every connection gets."""
+        return FrameLimits(
+            frames_per_second=self.max_frames_per_second,
+            frames_before_hello=self.max_frames_before_hello,
+            frames_per_second_before_hello=FRAMES_PER_SECOND_BEFORE_HELLO,
+            pings_per_second=self.max_pings_per_second,
+            ping_burst=PING_BURST,
+        )

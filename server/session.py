@@ -2,7 +2,11 @@
 (through its outbox, the socket's one writer), keepalive, deadlines, and closing with a code and a reason.
 
 Rules: nothing that serves a match ever waits on a session (`deliver` never blocks); a session that keeps
-overflowing its backlog, stops answering pings, or floods messages is closed, and costs no one else anything.
+overflowing its backlog, leaves its replies unread, stops answering pings, or sends frames beyond its budget is
+closed, and costs no one else anything. Every frame the client sends is counted before it is parsed further
+(server.limits.FrameBudget); a connection over its budget is failed at once (its Close frame goes out, then the
+TCP connection is dropped without waiting for the client's Close). A closed session cancels its timers, so
+nothing it set outlives it.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from game import PlayerInput
 from server.auth import Identity
 from server.codec import CloseCode, ProtocolError, decode_client
 from server.config import ServerConfig
+from server.limits import FrameBudget, FrameKind
 from server.messages import ClientMessage
-from server.outbox import Outbox, binary_frame, ping_frame
-from server.timers import Timers
+from server.outbox import Outbox, Put, binary_frame, ping_frame
+from server.timers import Timer, Timers
 
 if TYPE_CHECKING:
     from server.match import Match
@@ -55,6 +60,8 @@ class Session:
     timers: Timers
     handle_message: MessageHandler
     remote: str
+    """The client's address (a trusted proxy's forwarded one, if it came through one)."""
+    budget: FrameBudget
     id: int = attrs.field(factory=lambda: next(_session_ids))
     name: str | None = None
     identity: Identity | None = None
@@ -75,14 +82,14 @@ class Session:
     _overflow_times: list[float] = attrs.field(factory=list, init=False)
     closing: bool = attrs.field(default=False, init=False)
     """Whether the session is being closed (then nothing more is sent or handled)."""
-    _message_allowance: float = attrs.field(init=False)
-    _allowance_updated: float = attrs.field(factory=trio.current_time, init=False)
+    _failing: bool = attrs.field(default=False, init=False)
     _pings_sent: int = attrs.field(default=0, init=False)
     _ping_sent_at: float | None = attrs.field(default=None, init=False)
     """When the ping now awaiting its pong was sent; None while none is outstanding."""
-
-    def __attrs_post_init__(self) -> None:
-        self._message_allowance = float(self.config.max_messages_per_second)
+    _hello_timer: Timer | None = attrs.field(default=None, init=False)
+    _ping_timer: Timer | None = attrs.field(default=None, init=False)
+    """The next ping, or the deadline of the outstanding one's pong."""
+    _token_timer: Timer | None = attrs.field(default=None, init=False)
 
     @property
     def backlog(self) -> int:
@@ -90,18 +97,29 @@ class Session:
 
     def start(self) -> None:
         """Set the hello deadline and send the first ping (after whatever is already queued, the welcome)."""
-        self.timers.call_at(trio.current_time() + self.config.hello_timeout, self._check_hello)
+        self._hello_timer = self.timers.call_at(trio.current_time() + self.config.hello_timeout, self._check_hello)
         self._send_ping()
+
+    def authenticated(self, identity: Identity, name: str) -> None:
+        """The client's `hello` was accepted: from now on it is `identity`, with the main frame budget."""
+        self.identity, self.name = identity, name
+        self.budget.authenticated(trio.current_time())
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
 
     def expire_token_at(self, deadline: float) -> None:
         """Close the session at trio time `deadline` unless another token moves it first."""
         self.token_deadline = deadline
-        self.timers.call_at(deadline, self._check_token)
+        if self._token_timer is not None:
+            self._token_timer.cancel()
+        self._token_timer = self.timers.call_at(deadline, self._check_token)
 
     def send_control(self, message: bytes) -> None:
-        """Send an encoded message that must arrive (never dropped with the backlog)."""
+        """Send an encoded message that must arrive: it is never dropped; a client that leaves `outbox_capacity`
+        of them unread is closed with 1008."""
         if not self.closing:
-            self.outbox.put_nowait(binary_frame(message), state=False)
+            self._sent(self.outbox.put_nowait(binary_frame(message), state=False))
 
     def send_state(self, frame: bytes) -> None:
         """Send a snapshot or delta, framed once for everyone with `binary_frame`, without waiting.
@@ -109,7 +127,18 @@ class Session:
         If the backlog is full it is dropped and the client is marked for a full snapshot; a client that
         overflows `overflow_limit` times within `overflow_window` seconds is closed with 1008.
         """
-        if self.closing or self.outbox.put_nowait(frame, state=True):
+        if not self.closing:
+            self._sent(self.outbox.put_nowait(frame, state=True))
+
+    def _sent(self, result: Put) -> None:
+        if result is Put.ACCEPTED:
+            return
+        if result is Put.REFUSED:
+            self.close(
+                CloseCode.POLICY_VIOLATION,
+                f"too slow: {self.config.outbox_capacity} replies waiting unread",
+                fail=True,
+            )
             return
         self.needs_snapshot = True
         self.overflows += 1
@@ -125,22 +154,43 @@ class Session:
                 f"{len(recent)} times in {self.config.overflow_window:g} s",
             )
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, *, fail: bool = False) -> None:
         """Close the connection with `code` and `reason` (the closing handshake runs in the background); the
-        first request wins."""
+        first request wins. `fail`: drop the connection once the Close frame is out, without waiting for the
+        client's (RFC 6455 section 7.1.7: for a client that abuses the connection)."""
         if self.closing:
             return
         self.closing = True
+        self._failing = fail
         self.close_code, self.close_reason = code, reason
+        self._cancel_timers()
         self.nursery.start_soon(self._close_websocket)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._hello_timer, self._ping_timer, self._token_timer):
+            if timer is not None:
+                timer.cancel()
+        self._hello_timer = self._ping_timer = self._token_timer = None
 
     async def _close_websocket(self) -> None:
         with trio.move_on_after(self.config.close_timeout) as scope:
-            await self.ws.aclose(self.close_code or CloseCode.NORMAL, self.close_reason or None)
+            await self.ws.aclose(
+                self.close_code or CloseCode.NORMAL, self.close_reason or None, wait_for_peer=not self._failing
+            )
         if scope.cancelled_caught:
             logger.info("session %d did not finish the close handshake in time", self.id)
 
     # What the connection reports (server.websocket.ConnectionListener).
+
+    def receive_frame(self, kind: FrameKind) -> bool:
+        if self.closing:
+            return not self._failing  # a closing connection is read for the client's Close frame
+        refusal = self.budget.spend(kind, trio.current_time())
+        if refusal is None:
+            return True
+        logger.info("session %d (%s) is over its frame budget: %s", self.id, self.remote, refusal)
+        self.close(CloseCode.POLICY_VIOLATION, refusal, fail=True)
+        return False
 
     def receive_message(self, data: bytes | str) -> None:
         if self.closing:
@@ -148,7 +198,6 @@ class Session:
         try:
             if isinstance(data, str):
                 raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "text frames are not accepted: send binary msgpack")
-            self._spend_message_allowance()
             self.handle_message(self, decode_client(data))
         except ProtocolError as error:
             logger.info("session %d (%s) broke the protocol: %s", self.id, self.remote, error)
@@ -164,16 +213,23 @@ class Session:
         now = trio.current_time()
         self._ping_sent_at = None
         self.rtt_ms = round((now - sent_at) * 1000)
-        self.timers.call_at(now + self.config.ping_interval, self._send_ping)
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        if not self.closing:
+            self._ping_timer = self.timers.call_at(now + self.config.ping_interval, self._send_ping)
 
     def message_too_big(self, limit: int) -> None:
         self.close(CloseCode.MESSAGE_TOO_BIG, f"message too big: the limit is {limit} bytes")
+
+    def control_refused(self) -> None:
+        self._sent(Put.REFUSED)
 
     def connection_lost(self) -> None:
         if not self.closing:
             self.closing = True
             self.close_code = self.ws.close_code or CloseCode.GOING_AWAY
             self.close_reason = self.ws.close_reason
+        self._cancel_timers()
 
     # Inputs, applied by the match one per tick.
 
@@ -203,8 +259,8 @@ class Session:
             return
         self._pings_sent += 1
         self._ping_sent_at = trio.current_time()
-        self.outbox.put_nowait(ping_frame(_ping_payload(self._pings_sent)), state=False)
-        self.timers.call_at(self._ping_sent_at + self.config.pong_timeout, self._check_pong)
+        self._ping_timer = self.timers.call_at(self._ping_sent_at + self.config.pong_timeout, self._check_pong)
+        self._sent(self.outbox.put_nowait(ping_frame(_ping_payload(self._pings_sent)), state=False))
 
     def _check_pong(self) -> None:
         sent_at = self._ping_sent_at
@@ -220,16 +276,6 @@ class Session:
     def _check_token(self) -> None:
         if trio.current_time() >= self.token_deadline:
             self.close(CloseCode.POLICY_VIOLATION, "token expired: reconnect with a new token")
-
-    def _spend_message_allowance(self) -> None:
-        """A token bucket of `max_messages_per_second`, refilled continuously, one second deep."""
-        now = trio.current_time()
-        rate = self.config.max_messages_per_second
-        self._message_allowance = min(rate, self._message_allowance + (now - self._allowance_updated) * rate)
-        self._allowance_updated = now
-        if self._message_allowance < 1:
-            raise ProtocolError(CloseCode.POLICY_VIOLATION, f"too many messages: the limit is {rate} per second")
-        self._message_allowance -= 1
 
 
 def _ping_payload(number: int) -> bytes:

@@ -164,18 +164,28 @@ def _error_connection() -> h11.Connection:
 
 
 async def respond_json(
-    stream: trio.abc.Stream, connection: h11.Connection, status: int, value: Any, *, head_only: bool = False
+    stream: trio.abc.Stream,
+    connection: h11.Connection,
+    status: int,
+    value: Any,
+    *,
+    headers: tuple[tuple[str, str], ...] = (),
+    head_only: bool = False,
 ) -> None:
     body = json.dumps(value, indent=2).encode() + b"\n"
-    await respond(stream, connection, status, body, content_type="application/json", head_only=head_only)
+    await respond(
+        stream, connection, status, body, content_type="application/json", headers=headers, head_only=head_only
+    )
 
 
-async def close_gracefully(stream: trio.SocketStream, *, timeout: float = 1.0, max_bytes: int = 65536) -> None:
+async def close_gracefully(stream: trio.abc.Stream, *, timeout: float = 1.0, max_bytes: int = 65536) -> None:
     """Finish sending, then read and discard what the client still sends (briefly), so that closing does not
-    reset the connection and destroy the response before the client has read it."""
+    reset the connection and destroy the response before the client has read it. (A TLS stream cannot half
+    close: its reads just wait for the client to close first.)"""
     with trio.move_on_after(timeout):
         try:
-            await stream.send_eof()
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
             discarded = 0
             while discarded < max_bytes:
                 data = await stream.receive_some(RECEIVE_CHUNK_BYTES)

@@ -5,7 +5,10 @@ One task per connection reads the socket and feeds wsproto; everything written g
 `Outbox`, the socket's one writer (the handshake answer, pongs, the Close frame, and the server's frames).
 `_ServerProtocol` hands each message, as wsproto completes it, straight to the connection's listener (the
 session), and tells it of pongs and of the end of the connection: a client message costs no task switch and no
-queue. Rules of the closing handshake (RFC 6455 section 7): a peer's Close is answered with the same code and
+queue. Every frame the client sends is counted by the listener (`receive_frame`) as soon as wsproto has it
+whole, before its message is assembled; once the listener refuses one, the rest of what the client sends is
+discarded unread. Over TLS the connection reads and writes through trio's SSLStream instead of the socket.
+Rules of the closing handshake (RFC 6455 section 7): a peer's Close is answered with the same code and
 the server then closes the TCP connection; a Close the server starts waits for the peer's answer (the caller
 bounds how long); a frame wsproto cannot parse is answered with a Close frame carrying wsproto's code (1002,
 or 1007 for invalid UTF-8) before the connection is dropped (section 7.1.7).
@@ -35,7 +38,8 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
-from server.outbox import Outbox
+from server.limits import FrameKind
+from server.outbox import Outbox, Put
 
 RECEIVE_BYTES = 65536
 ABNORMAL_CLOSURE = 1006
@@ -57,6 +61,10 @@ class ConnectionListener(Protocol):
     """What hears a connection's messages (the session). Its methods are called from the connection's reader
     task and must not block."""
 
+    def receive_frame(self, kind: FrameKind) -> bool:
+        """A whole frame arrived: count it. False if it is over the connection's budget (the listener closes
+        the connection; nothing more of it is read)."""
+
     def receive_message(self, data: bytes | str) -> None:
         """A whole message arrived (str for a text message)."""
 
@@ -65,6 +73,9 @@ class ConnectionListener(Protocol):
 
     def message_too_big(self, limit: int) -> None:
         """A message grew past `limit` bytes; the rest of it is discarded."""
+
+    def control_refused(self) -> None:
+        """A reply of the protocol's own (a pong) could not be queued: too many replies wait unread."""
 
     def connection_lost(self) -> None:
         """The connection is over: closed by either side, or dropped."""
@@ -82,6 +93,8 @@ class _ServerProtocol(WSConnection):
         self._message_size = 0
         self._discarding_message = False
         self._handshake_done = False
+        self.refused = False
+        """Whether the listener refused a frame: what the client sends from then on is not parsed."""
 
     def attach(self, listener: ConnectionListener) -> None:
         """Deliver messages to `listener` from now on (and those that arrived before)."""
@@ -94,16 +107,28 @@ class _ServerProtocol(WSConnection):
         if self._listener is not None:
             self._listener.connection_lost()
 
+    def control_refused(self) -> None:
+        if self._listener is not None:
+            self._listener.control_refused()
+
     def events(self) -> Generator[Event, None, None]:
         # Once open, only the connection has events: the handshake is gone (see `send`).
         connection = self.connection
         events = connection.events() if self._handshake_done and connection is not None else super().events()
+        listener = self._listener
         for event in events:
             if isinstance(event, BytesMessage | TextMessage):
+                if event.frame_finished and listener is not None and not listener.receive_frame(FrameKind.DATA):
+                    self.refused = True
+                    return
                 self._receive_message_part(event)
                 continue
-            if isinstance(event, Pong) and self._listener is not None:
-                self._listener.receive_pong(bytes(event.payload))
+            if isinstance(event, Ping | Pong) and listener is not None:
+                if not listener.receive_frame(FrameKind.PING if isinstance(event, Ping) else FrameKind.PONG):
+                    self.refused = True
+                    return
+                if isinstance(event, Pong):
+                    listener.receive_pong(bytes(event.payload))
             yield event
 
     def send(self, event: Event) -> bytes:
@@ -148,7 +173,7 @@ class WebSocket:
         close_reason: the reason that came with `close_code`.
     """
 
-    def __init__(self, stream: trio.SocketStream, outbox: Outbox, protocol: _ServerProtocol) -> None:
+    def __init__(self, stream: trio.abc.Stream, outbox: Outbox, protocol: _ServerProtocol) -> None:
         self.stream = stream
         self.outbox = outbox
         self.protocol = protocol
@@ -156,12 +181,16 @@ class WebSocket:
         self.close_reason = ""
         self._ended = trio.Event()
 
-    async def aclose(self, code: int, reason: str | None = None) -> None:
-        """Send a Close frame and wait for the peer's (bound this with a timeout), then drop the connection."""
+    async def aclose(self, code: int, reason: str | None = None, *, wait_for_peer: bool = True) -> None:
+        """Send a Close frame and wait for the peer's (bound this with a timeout), then drop the connection.
+        Without `wait_for_peer` the connection is dropped as soon as the Close frame is written."""
         try:
             if self.protocol.state is ConnectionState.OPEN:
                 await self.outbox.send_all(self.protocol.send(CloseConnection(code=code, reason=reason)))
-                await self._ended.wait()
+                if wait_for_peer:
+                    await self._ended.wait()
+                else:
+                    self.mark_ended(code, reason or "")
         except trio.BrokenResourceError:
             pass
         finally:
@@ -187,7 +216,7 @@ class AcceptedWebSocket(Generic[T]):
 
 
 async def serve_websocket(
-    stream: trio.SocketStream,
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
     request_head: bytes,
     after_head: bytes,
     *,
@@ -201,7 +230,7 @@ async def serve_websocket(
     connection until it ends; returns then (the caller closes the stream).
 
     Args:
-        stream: the connection.
+        stream: the connection (a TLS one is read and written through its SSLStream).
         request_head: the bytes of the request head, already read.
         after_head: whatever the client sent after the head, already read (frames sent before the 101 count).
         check: looks at the request's headers before accepting; its result is handed to `open_listener`, and a
@@ -212,21 +241,31 @@ async def serve_websocket(
         outbox_capacity: frames the connection's backlog holds (see `Outbox`).
         delay: development only: seconds every frame sent is held back.
     """
+    tls = isinstance(stream, trio.SSLStream)
+    socket_stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
     async with trio.open_nursery() as nursery:
-        outbox = Outbox(fd=stream.socket.fileno(), nursery=nursery, capacity=outbox_capacity, delay=delay)
+        outbox = Outbox(
+            fd=socket_stream.socket.fileno(),
+            nursery=nursery,
+            capacity=outbox_capacity,
+            delay=delay,
+            stream=stream if tls else None,
+        )
         protocol = _ServerProtocol(outbox, max_message_size)
         ws = WebSocket(stream, outbox, protocol)
         try:
             await _handshake(ws, request_head, after_head, check, open_listener, nursery)
             del request_head, after_head
             while ws.close_code is None:
-                data = await _read(stream)
+                data = await (stream.receive_some(RECEIVE_BYTES) if tls else _read(socket_stream))
                 if not data:
                     ws.mark_ended(ABNORMAL_CLOSURE, "the connection was closed without a Close frame")
                     break
-                protocol.receive_data(data)
+                if protocol.refused:
+                    continue  # the connection is being failed: what it sends is not even parsed
+                protocol.receive_data(bytes(data))
                 await _handle_events(ws)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, _Refused):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, _Refused):  # SSLStream raises these too
             ws.mark_ended(ABNORMAL_CLOSURE, "the connection broke")
         finally:
             protocol.connection_lost()
@@ -276,8 +315,9 @@ async def _handle_events(ws: WebSocket) -> None:
     protocol = ws.protocol
     for event in protocol.events():
         if isinstance(event, Ping):
-            if protocol.state is ConnectionState.OPEN:
-                ws.outbox.put_nowait(protocol.send(event.response()), state=False)
+            pong = protocol.send(event.response()) if protocol.state is ConnectionState.OPEN else None
+            if pong is not None and ws.outbox.put_nowait(pong, state=False) is Put.REFUSED:
+                protocol.control_refused()
         elif isinstance(event, CloseConnection):
             state = protocol.state
             if state is ConnectionState.REMOTE_CLOSING:  # the peer closes: answer with its code

@@ -160,7 +160,7 @@ BAD_INPUTS = [
         tuple(packed(input_message(seq=seq)) for seq in range(1, 31)),
         1008,
         "too many",
-        config={"max_messages_per_second": 10},
+        config={"max_frames_per_second": 10},
     ),
     # protocol version
     bad("protocol 2", packed(hello_message(protocol=2)), 4001, "protocol", hello_first=False),
