@@ -42,7 +42,7 @@ from pathlib import Path
 
 import msgpack
 import trio
-from fanout import cpu_seconds, print_profile_summary, rss_bytes, start_profile
+from fanout import LOAD_FROM_ONE_HOST, cpu_seconds, print_profile_summary, rss_bytes, start_profile
 from wsproto.frame_protocol import FrameProtocol
 
 from bots.client import connect, guest_token, http_request, http_url
@@ -258,7 +258,7 @@ class ArenaStack(Stack):
     def command(self, port: int) -> list[str]:
         return [
             sys.executable, "-m", "server", "--port", str(port), "--log-level", "warning", "--queue-wait", "0.2",
-            "--match-seconds", "3600", "--kill-limit", "1000000",
+            "--match-seconds", "3600", "--kill-limit", "1000000", *LOAD_FROM_ONE_HOST,
         ]  # fmt: skip
 
     async def prepare(self, port: int, nursery: trio.Nursery) -> None:

@@ -81,6 +81,10 @@ class ServerDidNotStart(RuntimeError):
     """`arena serve` exited before it said it was listening."""
 
 
+LOAD_FROM_ONE_HOST = ("--max-connections-per-ip", "0", "--guest-tokens-per-minute", "100000")
+"""Every benchmark client comes from 127.0.0.1: the per-address limits meant for the open internet are off."""
+
+
 @contextmanager
 def arena_server(port: int, *options: str, core: int = 0) -> Iterator[subprocess.Popen[bytes]]:
     """`arena serve --port PORT OPTIONS` pinned to `core`, once it listens; stopped on leaving.
@@ -88,7 +92,8 @@ def arena_server(port: int, *options: str, core: int = 0) -> Iterator[subprocess
     Raises:
         ServerDidNotStart: if it exits first (a port in use, say).
     """
-    command = ["taskset", "-c", str(core), sys.executable, "-m", "server", "--port", str(port), *options]
+    command = ["taskset", "-c", str(core), sys.executable, "-m", "server", "--port", str(port), *LOAD_FROM_ONE_HOST]
+    command += options
     server = subprocess.Popen([*command, "--log-level", "warning"], stdout=subprocess.PIPE)
     try:
         assert server.stdout is not None

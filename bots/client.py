@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -65,7 +66,7 @@ class RefusedError(Exception):
 @attrs.define(eq=False)
 class ArenaClient:
     ws: WebSocketConnection
-    stream: trio.SocketStream | None = None
+    stream: trio.abc.Stream | None = None
     welcome: Welcome | None = None
     authenticated: Authenticated | None = None
     match: str | None = None
@@ -187,8 +188,10 @@ class ArenaClient:
     async def drop_connection(self) -> None:
         """Cut the TCP connection at once, with no WebSocket close (a reset), as a failing network would."""
         if self.stream is not None:
-            self.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            await trio.aclose_forcefully(self.stream)
+            raw = self.stream.transport_stream if isinstance(self.stream, trio.SSLStream) else self.stream
+            if isinstance(raw, trio.SocketStream):
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                await trio.aclose_forcefully(raw)
 
     def me(self) -> dict[str, int | str] | None:
         """This client's player as the view shows it."""
@@ -229,17 +232,31 @@ def http_url(ws_url: str) -> str:
     return f"{scheme}://{parts.netloc}"
 
 
-async def guest_token(server_url: str, name: str) -> str:
+def loopback_address(index: int) -> str:
+    """The `index`-th of 62,500 loopback addresses (127.0.1.1 onwards), for a load generator on the server's own
+    machine to come from many addresses, as many players would, instead of one that per-address limits cap."""
+    index %= 250 * 250
+    return f"127.0.{1 + index // 250}.{1 + index % 250}"
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or host.startswith("127.")
+
+
+async def guest_token(server_url: str, name: str, *, source_address: str | None = None) -> str:
     """Ask a server for a guest token (POST /auth/guest).
 
     Args:
         server_url: the server's http:// or ws:// URL.
         name: the display name the token carries.
+        source_address: the local address to connect from (see `loopback_address`).
 
     Raises:
         RefusedError: if the server does not hand out a token.
     """
-    status, body = await http_request(server_url, "POST", "/auth/guest", json.dumps({"name": name}).encode())
+    body_sent = json.dumps({"name": name}).encode()
+    status, body = await http_request(server_url, "POST", "/auth/guest", body_sent, source_address=source_address)
     answer = json.loads(body)
     if status != 200:
         raise RefusedError(f"guest token refused ({status}): {answer.get('error')}")
@@ -247,17 +264,29 @@ async def guest_token(server_url: str, name: str) -> str:
     return token
 
 
-async def http_request(server_url: str, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-    """One plain-HTTP request to an Arena server on a fresh connection; returns the status and the body."""
+async def http_request(
+    server_url: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    source_address: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
+    """One HTTP request to an Arena server on a fresh connection (TLS for https:// and wss:// URLs); returns
+    the status and the body."""
     parts = urlsplit(server_url)
     if parts.hostname is None:
         raise ValueError(f"expected a URL with a host, got {server_url!r}")
-    port = parts.port or 80
+    secure = parts.scheme in ("https", "wss")
+    port = parts.port or (443 if secure else 80)
     connection = h11.Connection(h11.CLIENT)
     headers = [("Host", f"{parts.hostname}:{port}"), ("Content-Length", str(len(body))), ("Connection", "close")]
     if body:
         headers.append(("Content-Type", "application/json"))
-    stream = await trio.open_tcp_stream(parts.hostname, port)
+    stream: trio.abc.Stream = await trio.open_tcp_stream(parts.hostname, port, local_address=source_address)
+    if secure:
+        stream = trio.SSLStream(stream, ssl_context or ssl.create_default_context(), server_hostname=parts.hostname)
     async with stream:
         outgoing = connection.send(h11.Request(method=method, target=path, headers=headers)) or b""
         outgoing += connection.send(h11.Data(data=body)) or b""
@@ -267,7 +296,7 @@ async def http_request(server_url: str, method: str, path: str, body: bytes = b"
         while True:
             event = connection.next_event()
             if event is h11.NEED_DATA:
-                connection.receive_data(await stream.receive_some(65536))
+                connection.receive_data(bytes(await stream.receive_some(65536)))
             elif isinstance(event, h11.Response):
                 status = event.status_code
             elif isinstance(event, h11.Data):
@@ -286,6 +315,8 @@ async def connect(
     receive_buffer_bytes: int | None = None,
     message_queue_size: int = 64,
     timeout: float = 5.0,
+    source_address: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[ArenaClient]:
     """Open a connection to an Arena server, read its welcome and, if `name` is given, say hello.
 
@@ -299,9 +330,11 @@ async def connect(
             client that stops reading back up quickly.
         message_queue_size: messages trio-websocket buffers before it stops reading the socket.
         timeout: seconds to wait for the connection, the welcome and the authentication.
+        source_address: the local address to connect from (see `loopback_address`).
+        ssl_context: for wss:// URLs, the TLS settings (default: the system's trusted certificates).
     """
     if token is None and name is not None:
-        token = await guest_token(url, name)
+        token = await guest_token(url, name, source_address=source_address)
     opened = False
     try:
         async with trio.open_nursery() as nursery:
@@ -314,6 +347,8 @@ async def connect(
                 receive_buffer_bytes=receive_buffer_bytes,
                 message_queue_size=message_queue_size,
                 timeout=timeout,
+                source_address=source_address,
+                ssl_context=ssl_context,
             )
             opened = True
             try:
@@ -342,11 +377,13 @@ async def _open_client(
     receive_buffer_bytes: int | None,
     message_queue_size: int,
     timeout: float,
-) -> tuple[ArenaClient, trio.SocketStream]:
+    source_address: str | None,
+    ssl_context: ssl.SSLContext | None,
+) -> tuple[ArenaClient, trio.abc.Stream]:
     """Connect, read the welcome and, with a name, say hello and wait to be authenticated."""
     headers = [(b"Authorization", f"Bearer {token}".encode())] if authorization_header and token else None
     with trio.fail_after(timeout):
-        stream, host, resource = await _open_stream(url, receive_buffer_bytes)
+        stream, host, resource = await _open_stream(url, receive_buffer_bytes, source_address, ssl_context)
         try:
             # trio_websocket.wrap_client_stream, with a wsproto connection that will not answer pings after Close
             ws = trio_websocket.WebSocketConnection(
@@ -371,21 +408,31 @@ async def _open_client(
     return client, stream
 
 
-async def _open_stream(url: str, receive_buffer_bytes: int | None) -> tuple[trio.SocketStream, str, str]:
-    """Connect a TCP stream to the URL's host; returns it with the Host header value and the resource path."""
+async def _open_stream(
+    url: str, receive_buffer_bytes: int | None, source_address: str | None, ssl_context: ssl.SSLContext | None
+) -> tuple[trio.abc.Stream, str, str]:
+    """Connect a TCP stream (TLS for wss://) to the URL's host; returns it with the Host header value and the
+    resource path."""
     parts = urlsplit(url)
-    if parts.scheme != "ws" or parts.hostname is None:
-        raise ValueError(f"expected a ws://host[:port]/path URL, got {url!r}")
-    port = parts.port or 80
+    if parts.scheme not in ("ws", "wss") or parts.hostname is None:
+        raise ValueError(f"expected a ws:// or wss://host[:port]/path URL, got {url!r}")
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host_header = f"{parts.hostname}:{port}"
+    stream: trio.abc.Stream
     if receive_buffer_bytes is None:
-        return await trio.open_tcp_stream(parts.hostname, port), host_header, resource
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
-    try:
-        await sock.connect((parts.hostname, port))
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock), host_header, resource
+        stream = await trio.open_tcp_stream(parts.hostname, port, local_address=source_address)
+    else:
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+        try:
+            if source_address is not None:
+                await sock.bind((source_address, 0))
+            await sock.connect((parts.hostname, port))
+        except BaseException:
+            sock.close()
+            raise
+        stream = trio.SocketStream(sock)
+    if parts.scheme == "wss":
+        stream = trio.SSLStream(stream, ssl_context or ssl.create_default_context(), server_hostname=parts.hostname)
+    return stream, host_header, resource

@@ -21,7 +21,7 @@ from trio_websocket import ConnectionClosed, HandshakeError
 
 from bots.brain import ARENA_SIZE, Brain, Intent
 from bots.chaos import BURST_INPUTS, DROP_DELAY_SECONDS, SILENT_SECONDS, STORM_SHARE, Chaos
-from bots.client import ArenaClient, RefusedError, connect, guest_token
+from bots.client import ArenaClient, RefusedError, connect, guest_token, is_loopback_url, loopback_address
 from game import Delta, Snapshot
 from server.codec import ProtocolError
 from server.messages import Leave, Left
@@ -132,6 +132,8 @@ class _Bot:
     name: str
     rng: random.Random
     brain: Brain
+    source_address: str | None = None
+    """The local address the bot connects from, or None for the system's choice."""
     token: str | None = None
     resume_token: str | None = None
     dropped_at: float | None = None
@@ -162,7 +164,11 @@ class Swarm:
                             break
                         index = config.first_index + offset
                         rng = random.Random(config.seed * 1_000_003 + index)
-                        bots.start_soon(self._run_bot, _Bot(index=index, name=f"bot{index}", rng=rng, brain=Brain(rng)))
+                        # on the server's own machine, each bot comes from its own loopback address, as players
+                        # would from theirs (one address for all would meet the per-address caps)
+                        source = loopback_address(index) if is_loopback_url(config.url) else None
+                        bot = _Bot(index=index, name=f"bot{index}", rng=rng, brain=Brain(rng), source_address=source)
+                        bots.start_soon(self._run_bot, bot)
                         await trio.sleep(1 / config.ramp_per_second)
                 nursery.cancel_scope.cancel()
         return self.stats
@@ -180,8 +186,14 @@ class Swarm:
         while trio.current_time() < self.deadline:
             try:
                 if bot.token is None:
-                    bot.token = await guest_token(self.config.url, bot.name)
-                async with connect(self.config.url, name=bot.name, token=bot.token, message_queue_size=16) as client:
+                    bot.token = await guest_token(self.config.url, bot.name, source_address=bot.source_address)
+                async with connect(
+                    self.config.url,
+                    name=bot.name,
+                    token=bot.token,
+                    message_queue_size=16,
+                    source_address=bot.source_address,
+                ) as client:
                     stats.connected += 1
                     stats.connections_opened += 1
                     if stats.tick_rate == 0 and client.welcome is not None:

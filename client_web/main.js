@@ -41,13 +41,14 @@ function numberParameter(name, { low, high, fallback }) {
   return Number.isFinite(value) ? Math.min(high, Math.max(low, value)) : fallback;
 }
 
-/** The display name to send, or an error message: 1 to 24 printable characters, not only spaces. */
+/** The display name to send, or an error message: 1 to 24 printable characters of any script, not only spaces. */
 export function checkName(raw) {
   const name = String(raw ?? "").trim();
-  const length = [...name].length; // code points, as the server counts them
+  const length = [...name.normalize("NFC")].length; // code points in NFC, as the server counts them
   if (length === 0) return { error: "Enter a name." };
   if (length > MAX_NAME_LENGTH) return { error: `At most ${MAX_NAME_LENGTH} characters.` };
-  if (/[[\p{C}\p{Z}]--[ ]]/v.test(name)) return { error: "Only printable characters, please." };
+  // joiners (U+200C, U+200D) belong to Persian, Indic scripts and emoji; other invisible characters are refused
+  if (/[[\p{C}\p{Z}]--[ \u200C\u200D]]/v.test(name)) return { error: "Only printable characters, please." };
   return { name };
 }
 

@@ -808,11 +808,16 @@ def tls_context(cert: os.PathLike[str], key: os.PathLike[str]) -> ssl.SSLContext
     """A server-side TLS context: TLS 1.2 or newer, the library's default ciphers, no renegotiation, HTTP/1.1.
 
     Raises:
-        OSError: if a file cannot be read; ssl.SSLError (an OSError) if they are not a matching PEM pair.
+        ValueError: if a file cannot be read, or they are not a matching PEM pair.
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_RENEGOTIATION
     context.set_alpn_protocols(["http/1.1"])
-    context.load_cert_chain(cert, key)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as error:
+        raise ValueError(f"--tls-cert {cert} and --tls-key {key} are not a matching PEM pair: {error}") from None
+    except OSError as error:
+        raise ValueError(f"cannot read --tls-cert {cert} or --tls-key {key}: {error.strerror}") from None
     return context

@@ -12,7 +12,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from server.app import ArenaServer
+from server.app import FILE_HEADROOM, ArenaServer
 from server.auth import AuthConfig
 from server.config import ServerConfig
 from server.matchmaker import DEFAULT_MODES, Mode
@@ -76,6 +76,62 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a server-side bot plays a dropped player's avatar until they resume (default: it stands idle)",
     )
+    limits = serve.add_argument_group("the open internet (docs/security.md)")
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="open connections in all, over it 503 (default: the file limit, raised to its hard limit, less "
+        f"{FILE_HEADROOM}; 0: no cap)",
+    )
+    limits.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=defaults.max_connections_per_ip,
+        help="open connections from one address (an IPv6 /64 is one), over it 429 (default %(default)s; 0: no cap)",
+    )
+    limits.add_argument(
+        "--max-frames-per-second",
+        type=int,
+        default=defaults.max_frames_per_second,
+        help="frames a client may send per second after hello, every kind counted; over it: close 1008 "
+        "(default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-frames-before-hello",
+        type=int,
+        default=defaults.max_frames_before_hello,
+        help="frames a connection may send before its hello is accepted; over it: close 1008 (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-pings-per-second",
+        type=float,
+        default=defaults.max_pings_per_second,
+        help="Ping frames a client may send per second (bursts of 5); over it: close 1008 (default %(default)s)",
+    )
+    limits.add_argument(
+        "--guest-tokens-per-minute",
+        type=int,
+        default=defaults.guest_tokens_per_minute,
+        help="guest tokens one address may get per minute; over it: 429 (default %(default)s)",
+    )
+    limits.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy whose X-Forwarded-For / Forwarded headers are believed (repeatable; default: none)",
+    )
+    limits.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a page origin (https://host[:port], 'null' or '*') allowed to open a WebSocket besides the server's "
+        "own (repeatable; default: the server's own origin and pages on localhost)",
+    )
+    limits.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve https:// and wss://")
+    limits.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     serve.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
     )
@@ -115,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"arena: {error}", file=sys.stderr)
         return 2
+    for name in ("max_connections", "max_connections_per_ip", "max_frames_per_second", "max_frames_before_hello"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 10_000_000:
+            print(f"arena: --{name.replace('_', '-')} must be from 0 to 10000000, got {value}", file=sys.stderr)
+            return 2
+    if not 0 < args.max_pings_per_second <= 1000 or not 0 < args.guest_tokens_per_minute <= 100_000:
+        print("arena: --max-pings-per-second and --guest-tokens-per-minute must be positive", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig(
         host=args.host,
@@ -128,11 +192,26 @@ def main(argv: list[str] | None = None) -> int:
         resume_window=args.resume_seconds,
         bot_takes_over=args.bot_takes_over,
         modes=_modes(args),
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_frames_per_second=args.max_frames_per_second,
+        max_frames_before_hello=args.max_frames_before_hello,
+        max_pings_per_second=args.max_pings_per_second,
+        guest_tokens_per_minute=args.guest_tokens_per_minute,
+        trusted_proxies=tuple(args.trusted_proxy),
+        allowed_origins=tuple(args.allowed_origin),
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
     )
+    try:
+        server = ArenaServer(config)
+    except (OSError, ValueError) as error:
+        print(f"arena: {error}", file=sys.stderr)
+        return 2
     listen_error: OSError | None = None
     try:
         tune_garbage_collector()
-        trio.run(_serve, config)
+        trio.run(_serve, server)
     except* OSError as group:
         listen_error = group.exceptions[0]  # type: ignore[assignment]
     if listen_error is not None:
@@ -179,12 +258,13 @@ def _auth_config(args: argparse.Namespace) -> AuthConfig:
     )
 
 
-async def _serve(config: ServerConfig) -> None:
-    server = ArenaServer(config)
+async def _serve(server: ArenaServer) -> None:
+    config = server.config
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run)
-            print(f"Arena is running: open http://{config.host}:{server.port}/ (Ctrl-C stops it)", flush=True)
+            scheme = "https" if config.tls_cert else "http"
+            print(f"Arena is running: open {scheme}://{config.host}:{server.port}/ (Ctrl-C stops it)", flush=True)
 
             async def stop_on_signal() -> None:
                 async for signum in signals:

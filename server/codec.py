@@ -15,6 +15,7 @@ import attrs
 import msgpack
 
 from game import Death, Delta, Event, Hit, MatchEnd, Respawn, ScoreLine, Snapshot
+from server.auth import MAX_TOKEN_BYTES
 from server.messages import (
     CLIENT_MESSAGE_TYPES,
     Authenticated,
@@ -63,7 +64,7 @@ class ProtocolError(Exception):
 
 
 _CLIENT_UNPACK_LIMITS: dict[str, Any] = {
-    "max_str_len": 256,
+    "max_str_len": MAX_TOKEN_BYTES,  # the longest string a client sends is a token; each field checks its own
     "max_bin_len": 0,
     "max_array_len": 16,
     "max_map_len": 16,

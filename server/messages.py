@@ -8,6 +8,7 @@ server are built by the server and are not validated again.
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any, ClassVar
 
 import attrs
@@ -44,17 +45,24 @@ def _boolean(instance: object, attribute: attrs.Attribute[bool], value: object) 
         raise ValueError(f"'{attribute.name}' must be true or false, got {value!r}")
 
 
+JOINERS = frozenset("\u200c\u200d")
+"""Zero-width non-joiner and joiner: invisible, but part of how Persian, Indic scripts and emoji are written."""
+
+
 def validate_display_name(value: object) -> str:
-    """A display name as given, if it is one: 1 to 24 printable characters, not only spaces.
+    """A display name as given, if it is one: 1 to 24 characters (Unicode code points, counted in NFC) of any
+    script, printable (joiners allowed; control, format and bidirectional override characters not), not only
+    spaces.
 
     Raises:
         ValueError: saying what is wrong with it.
     """
     if type(value) is not str:
         raise ValueError(f"'name' must be a string, got {type(value).__name__}")
-    if not 1 <= len(value.strip()) <= MAX_NAME_LENGTH or len(value) > MAX_NAME_LENGTH:
+    composed = unicodedata.normalize("NFC", value)
+    if not 1 <= len(composed.strip()) <= MAX_NAME_LENGTH or len(composed) > MAX_NAME_LENGTH:
         raise ValueError(f"'name' must be 1 to {MAX_NAME_LENGTH} characters, not only spaces")
-    if not value.isprintable():
+    if not all(character.isprintable() or character in JOINERS for character in composed):
         raise ValueError("'name' must contain only printable characters")
     return value
 
