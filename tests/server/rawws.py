@@ -69,9 +69,10 @@ async def receive_until_closed(stream: trio.abc.ReceiveStream, *, timeout: float
     return bytes(data)
 
 
-async def http_exchange(port: int, request: bytes, *, timeout: float = 3.0) -> HttpResponse:
-    """Send `request` as is to 127.0.0.1:`port`, read until the server closes, and parse its one response."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def http_exchange(port: int, request: bytes, *, timeout: float = 3.0, source: str | None = None) -> HttpResponse:
+    """Send `request` as is to 127.0.0.1:`port` (from the local address `source`, if given), read until the server
+    closes, and parse its one response."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
     async with stream:
         await stream.send_all(request)
         data = await receive_until_closed(stream, timeout=timeout)
@@ -264,14 +265,14 @@ async def read_response_head(stream: trio.abc.ReceiveStream, *, timeout: float =
     return head, rest
 
 
-async def open_raw_websocket(port: int, *, extra: str = "") -> tuple[RawWebSocket, bytes]:
-    """Do the opening handshake by hand and check the 101 answer.
+async def open_raw_websocket(port: int, *, extra: str = "", source: str | None = None) -> tuple[RawWebSocket, bytes]:
+    """Do the opening handshake by hand (from the local address `source`, if given) and check the 101 answer.
 
     Returns:
         The connection, and the Sec-WebSocket-Key that was sent.
     """
     key = base64.b64encode(os.urandom(16))
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
     try:
         await stream.send_all(upgrade_request(port, key=key, extra=extra))
         head, rest = await read_response_head(stream)
