@@ -244,19 +244,24 @@ def is_loopback_url(url: str) -> bool:
     return host == "localhost" or host.startswith("127.")
 
 
-async def guest_token(server_url: str, name: str, *, source_address: str | None = None) -> str:
+async def guest_token(
+    server_url: str, name: str, *, source_address: str | None = None, ssl_context: ssl.SSLContext | None = None
+) -> str:
     """Ask a server for a guest token (POST /auth/guest).
 
     Args:
         server_url: the server's http:// or ws:// URL.
         name: the display name the token carries.
         source_address: the local address to connect from (see `loopback_address`).
+        ssl_context: for https:// and wss:// URLs, the TLS settings (default: the system's trusted certificates).
 
     Raises:
         RefusedError: if the server does not hand out a token.
     """
     body_sent = json.dumps({"name": name}).encode()
-    status, body = await http_request(server_url, "POST", "/auth/guest", body_sent, source_address=source_address)
+    status, body = await http_request(
+        server_url, "POST", "/auth/guest", body_sent, source_address=source_address, ssl_context=ssl_context
+    )
     answer = json.loads(body)
     if status != 200:
         raise RefusedError(f"guest token refused ({status}): {answer.get('error')}")
@@ -334,7 +339,7 @@ async def connect(
         ssl_context: for wss:// URLs, the TLS settings (default: the system's trusted certificates).
     """
     if token is None and name is not None:
-        token = await guest_token(url, name, source_address=source_address)
+        token = await guest_token(url, name, source_address=source_address, ssl_context=ssl_context)
     opened = False
     try:
         async with trio.open_nursery() as nursery:

@@ -30,10 +30,11 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
+    scheme: str = "http"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
 def start_server_process(*options: str) -> ServerProcess:
@@ -47,9 +48,9 @@ def start_server_process(*options: str) -> ServerProcess:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         line = process.stdout.readline()
-        found = re.search(rb"http://127\.0\.0\.1:(\d+)/", line)
+        found = re.search(rb"(https?)://127\.0\.0\.1:(\d+)/", line)
         if found:
-            return ServerProcess(process, int(found.group(1)))
+            return ServerProcess(process, int(found.group(2)), scheme=found.group(1).decode())
         if not line and process.poll() is not None:
             break
     process.kill()
@@ -99,8 +100,8 @@ def open_page(browser: Browser) -> Iterator[Callable[[str], PageWithConsole]]:
     """`open_page(url)` opens the page in a fresh browser context and records its console errors."""
     contexts = []
 
-    def open_(url: str) -> PageWithConsole:
-        context = browser.new_context(viewport={"width": 1280, "height": 760})
+    def open_(url: str, *, ignore_https_errors: bool = False) -> PageWithConsole:
+        context = browser.new_context(viewport={"width": 1280, "height": 760}, ignore_https_errors=ignore_https_errors)
         contexts.append(context)
         page = context.new_page()
         watched = PageWithConsole(page)

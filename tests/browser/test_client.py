@@ -8,6 +8,7 @@ import math
 import shutil
 from pathlib import Path
 
+import trustme
 from playwright.sync_api import Page
 
 from tests.browser.conftest import PageWithConsole
@@ -192,3 +193,25 @@ def test_at_100_ms_round_trip_movement_is_predicted_and_smooth(server_process, o
     final = players_by_id(bob.page)[alice_id]["x"]
     assert math.isclose(final, players_by_id(alice.page)[alice_id]["x"], abs_tol=3)
     assert alice.errors == [] and bob.errors == [], (alice.errors, bob.errors)
+
+
+def test_over_https_the_page_plays_on_wss_with_names_in_any_script(server_process, open_page, tmp_path, artifacts):
+    ca = trustme.CA()
+    certificate = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certificate.cert_chain_pems[0].write_to_path(str(cert))
+    certificate.private_key_pem.write_to_path(str(key))
+    server = server_process("--tls-cert", str(cert), "--tls-key", str(key), *FAST_QUEUE)
+    assert server.base_url.startswith("https://")
+    names = ["José María Núñez", "ドラゴンスレイヤー"]
+    pages = [open_page(server.base_url, ignore_https_errors=True) for _ in names]
+    for watched, name in zip(pages, names, strict=True):
+        play(watched.page, name)
+    for watched in pages:
+        # an https page may not open a ws:// socket (mixed content): playing at all means it used wss://
+        wait_for(watched.page, "window.arena.connection === 'in_match' && window.arena.players().length === 2")
+        assert sorted(p["name"] for p in players_by_id(watched.page).values()) == sorted(names)
+        sockets = watched.page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+        assert any(url.startswith("https://127.0.0.1") and url.endswith("/auth/guest") for url in sockets)
+        assert not watched.errors, watched.errors
+    pages[0].page.screenshot(path=str(artifacts / "tls-names.png"))
