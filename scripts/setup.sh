@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything Arena needs, and is safe to run again:
 #   .venv with arena[dev]; the browser client's npm packages (client_web/node_modules).
-# With --browser it also makes sure Debian's chromium is installed (for the browser tests; needs root or sudo).
+# With --test-packages it also makes sure the Debian packages the tests run for real are installed: chromium
+# (browser tests) and nginx (the reverse-proxy tests). Needs root or sudo for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -23,14 +24,19 @@ if [ -f client_web/package-lock.json ]; then
   (cd client_web && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
-  echo "setup: installing Debian's chromium for the browser tests"
-  sudo_cmd=""
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "setup: need root or sudo to apt-get install chromium" >&2; exit 1; }
-    sudo_cmd="sudo"
+if [ "${1:-}" = "--test-packages" ]; then
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian's ${missing[*]} for the tests"
+    sudo_cmd=""
+    if [ "$(id -u)" != 0 ]; then
+      command -v sudo >/dev/null || { echo "setup: need root or sudo to apt-get install ${missing[*]}" >&2; exit 1; }
+      sudo_cmd="sudo"
+    fi
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
 fi
 echo "setup: done"

@@ -82,7 +82,7 @@ def server_process() -> Iterator[Callable[..., ServerProcess]]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/setup.sh --browser` (installs Debian's chromium)")
+        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/setup.sh --test-packages` (installs Debian's chromium)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield chromium
