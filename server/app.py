@@ -304,7 +304,8 @@ class ArenaServer:
         )
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        """Accept connections for ever; when out of file descriptors, back off instead of spinning."""
+        """Accept connections for ever. Out of file descriptors, answer waiting connections one at a time with
+        the reserve descriptor (so /healthz keeps answering), and back off when that cannot go on either."""
         backoff = 0.0
         while True:
             try:
@@ -313,7 +314,8 @@ class ArenaServer:
                 if error.errno not in ACCEPT_CAPACITY_ERRORS:
                     raise
                 self._accept_failed(error)
-                await self._answer_with_reserve_fd(listener, nursery)
+                if await self._answer_with_reserve_fd(listener):
+                    continue
                 backoff = min(max(2 * backoff, 0.01), MAX_ACCEPT_BACKOFF)
                 await trio.sleep(backoff)
                 continue
@@ -342,28 +344,26 @@ class ArenaServer:
             except OSError:
                 self._reserve_fd = None
 
-    async def _answer_with_reserve_fd(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        """Out of file descriptors: give up the reserve one to accept a waiting connection and answer it
-        (/healthz, or 503), so that health checks keep working; the reserve is taken back afterwards."""
+    async def _answer_with_reserve_fd(self, listener: trio.SocketListener) -> bool:
+        """Out of file descriptors: give up the reserve one to accept a waiting connection, answer it (/healthz,
+        or 503) and close it, then take the reserve back. False if there was no reserve or no connection."""
         if self._reserve_fd is None:
-            return
+            self._open_reserve_fd()
+            return False
         os.close(self._reserve_fd)
         self._reserve_fd = None
         stream = None
         with trio.move_on_after(0.1), contextlib.suppress(OSError):
             stream = await listener.accept()  # the connection that could not be accepted is still waiting
-        if stream is None:
-            self._open_reserve_fd()
-            return
-
-        async def answer() -> None:
+        if stream is not None:
             try:
-                await self._refuse(stream, 503, "the server is out of file descriptors: try again shortly")
+                await self._refuse(
+                    stream, 503, "the server is out of file descriptors: try again shortly", read_seconds=0.1
+                )
             finally:
                 await trio.aclose_forcefully(stream)
-                self._open_reserve_fd()
-
-        nursery.start_soon(answer)
+        self._open_reserve_fd()
+        return stream is not None
 
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         peer = _peer_address(stream)
@@ -390,7 +390,9 @@ class ArenaServer:
                 scope.shield = True
                 await stream.aclose()
 
-    async def _refuse(self, stream: trio.abc.Stream, status: int, reason: str) -> None:
+    async def _refuse(
+        self, stream: trio.abc.Stream, status: int, reason: str, *, read_seconds: float = REFUSAL_READ_SECONDS
+    ) -> None:
         """Answer a connection refused before its request was read: read the head briefly, answer `status`
         (or /healthz, which keeps answering when the server is full), close. At most
         `MAX_REFUSALS_IN_FLIGHT` at once; beyond that the connection is closed unanswered."""
@@ -400,7 +402,7 @@ class ArenaServer:
         self._refusals_in_flight += 1
         try:
             head = None
-            with trio.move_on_after(REFUSAL_READ_SECONDS):
+            with trio.move_on_after(read_seconds):
                 if self._ssl_context is not None:
                     stream = trio.SSLStream(stream, self._ssl_context, server_side=True, https_compatible=True)
                     await stream.do_handshake()
@@ -411,7 +413,8 @@ class ArenaServer:
             else:
                 headers = (("Retry-After", "1" if status == 503 else "10"),)
                 await respond(stream, connection, status, f"{reason}\n".encode(), headers=headers)
-            await close_gracefully(stream, timeout=REFUSAL_READ_SECONDS)
+            if head is not None:  # a client that said nothing in time is not waited for either
+                await close_gracefully(stream, timeout=read_seconds)
         except (BadRequestError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
