@@ -86,14 +86,17 @@ LOAD_FROM_ONE_HOST = ("--max-connections-per-ip", "0", "--guest-tokens-per-minut
 
 
 @contextmanager
-def arena_server(port: int, *options: str, core: int = 0) -> Iterator[subprocess.Popen[bytes]]:
-    """`arena serve --port PORT OPTIONS` pinned to `core`, once it listens; stopped on leaving.
+def arena_server(
+    port: int, *options: str, core: int = 0, load_from_one_host: bool = True
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`arena serve --port PORT OPTIONS` pinned to `core`, once it listens; stopped on leaving. With
+    `load_from_one_host` the per-address limits are off (`LOAD_FROM_ONE_HOST`).
 
     Raises:
         ServerDidNotStart: if it exits first (a port in use, say).
     """
-    command = ["taskset", "-c", str(core), sys.executable, "-m", "server", "--port", str(port), *LOAD_FROM_ONE_HOST]
-    command += options
+    command = ["taskset", "-c", str(core), sys.executable, "-m", "server", "--port", str(port)]
+    command += [*LOAD_FROM_ONE_HOST, *options] if load_from_one_host else options
     server = subprocess.Popen([*command, "--log-level", "warning"], stdout=subprocess.PIPE)
     try:
         assert server.stdout is not None
