@@ -439,54 +439,44 @@ class ArenaServer:
             return
         connection, request = head
         del head
-        if not is_trusted(peer, self._trusted_proxies):
-            await self._serve_request(transport, connection, request, peer, f"{peer}:{_peer_port(stream)}")
-            return
-        address = client_address(peer, request.headers, self._trusted_proxies)
-        key = address_key(address)
-        refusal = self.connections.address_refusal(key)
-        if refusal is not None:
-            self.counters[f"refused_{refusal[0]}"] += 1
-            retry = (("Retry-After", "10"),)
-            await respond(transport, connection, refusal[0], f"{refusal[1]}\n".encode(), headers=retry)
-            await close_gracefully(transport)
-            return
-        self.connections.assign(key)
-        try:
-            await self._serve_request(transport, connection, request, address, address)
-        finally:
-            self.connections.unassign(key)
-
-    async def _serve_request(
-        self,
-        transport: trio.SocketStream | trio.SSLStream[trio.SocketStream],
-        connection: h11.Connection,
-        request: HttpRequest,
-        address: str,
-        remote: str,
-    ) -> None:
-        """Answer a request from `address` (the client's, as far as we can tell; `remote` for logs)."""
-        if request.path == WEBSOCKET_PATH and request.is_websocket_upgrade:
-            try:
-                check_upgrade(request.headers, self._origins)
-            except HandshakeError as error:
-                self.counters[f"refused_handshake_{error.status}"] += 1
-                logger.debug("refused a WebSocket upgrade from %s: %d %s", remote, error.status, error.reason)
-                body = f"{error.reason}\n".encode()
-                await respond(transport, connection, error.status, body, headers=error.headers)
+        address, counted = peer, None
+        if is_trusted(peer, self._trusted_proxies):
+            address = client_address(peer, request.headers, self._trusted_proxies)
+            refusal = self.connections.address_refusal(address_key(address))
+            if refusal is not None:
+                self.counters[f"refused_{refusal[0]}"] += 1
+                retry = (("Retry-After", "10"),)
+                await respond(transport, connection, refusal[0], f"{refusal[1]}\n".encode(), headers=retry)
                 await close_gracefully(transport)
                 return
-            del connection  # its work is done, and the WebSocket may live for hours: let both go
-            request_head, after_head = request.raw, request.after_head
-            del request
-            await self._serve_websocket(transport, request_head, after_head, remote)
-            return
+            counted = address_key(address)
+            self.connections.assign(counted)
+        remote = address if counted is not None else f"{peer}:{_peer_port(stream)}"
         try:
-            await self._answer_http(transport, connection, request, address)
-        except BadRequestError as error:
-            await respond(transport, connection, error.status, f"{error}\n".encode())
+            if request.path == WEBSOCKET_PATH and request.is_websocket_upgrade:
+                try:
+                    check_upgrade(request.headers, self._origins)
+                except HandshakeError as error:
+                    self.counters[f"refused_handshake_{error.status}"] += 1
+                    logger.debug("refused a WebSocket upgrade from %s: %d %s", remote, error.status, error.reason)
+                    body = f"{error.reason}\n".encode()
+                    await respond(transport, connection, error.status, body, headers=error.headers)
+                    await close_gracefully(transport)
+                    return
+                # the request's work is done, and the WebSocket may live for hours: let it go
+                request_head, after_head = request.raw, request.after_head
+                del connection, request
+                await self._serve_websocket(transport, request_head, after_head, remote)
+                return
+            try:
+                await self._answer_http(transport, connection, request, address)
+            except BadRequestError as error:
+                await respond(transport, connection, error.status, f"{error}\n".encode())
+            finally:
+                await close_gracefully(transport)
         finally:
-            await close_gracefully(transport)
+            if counted is not None:
+                self.connections.unassign(counted)
 
     async def _answer_http(
         self, stream: trio.abc.Stream, connection: h11.Connection, request: HttpRequest, address: str
