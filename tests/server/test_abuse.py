@@ -190,7 +190,13 @@ async def test_guest_tokens_past_the_per_address_rate_get_429_with_retry_after(s
         f"POST /auth/guest HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
-    statuses = [(await http_exchange(server.port, request, source=ATTACKER_ADDRESS)).status for _ in range(5)]
+    statuses: list[int] = []
+
+    async def attack() -> None:
+        for _ in range(5):
+            statuses.append((await http_exchange(server.port, request, source=ATTACKER_ADDRESS)).status)
+
+    assert await beside_a_bystander(server, attack) >= 0.9 * TICK_RATE
     refused = await http_exchange(server.port, request, source=ATTACKER_ADDRESS)
     assert statuses == [200] * 5
     assert refused.status == 429
