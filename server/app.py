@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hmac
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ import resource
 import socket
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import attrs
@@ -40,7 +41,7 @@ from server.config import ServerConfig
 from server.directory import InMemoryMatchDirectory
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
 from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
-from server.match import SeatError, TickStatistics
+from server.match import SeatError, TickStatistics, percentile_ms
 from server.matchmaker import Matchmaker, MatchmakingError
 from server.messages import (
     PROTOCOL_VERSION,
@@ -64,6 +65,8 @@ from server.messages import (
     Welcome,
     validate_display_name,
 )
+from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.metrics import Metrics
 from server.proxies import client_address, is_trusted, parse_networks
 from server.session import Session
 from server.timers import Timers
@@ -87,6 +90,9 @@ WEBSOCKET_PATH = "/ws"
 MATCHMAKING_INTERVAL = 0.1
 QUEUE_STATUS_INTERVAL = 1.0
 MAX_GUEST_REQUEST_BYTES = 1024
+MONITOR_PATH = "/monitor"
+ADMIN_PREFIX = "/admin/"
+HISTORY_SECONDS = 300
 FILE_HEADROOM = 128
 """File descriptors kept out of `max_connections` when it is derived from the file limit: listeners, log and
 client files, the refusal pool, the reserve descriptor."""
@@ -117,12 +123,11 @@ def default_max_connections() -> int:
 class ArenaServer:
     config: ServerConfig
     rules: Rules = attrs.field(init=False)
-    statistics: TickStatistics = attrs.field(factory=TickStatistics, init=False)
+    metrics: Metrics = attrs.field(factory=Metrics, init=False)
+    statistics: TickStatistics = attrs.field(init=False)
     authenticator: Authenticator = attrs.field(init=False)
     sessions: set[Session] = attrs.field(factory=set, init=False)
     sessions_by_subject: dict[str, Session] = attrs.field(factory=dict, init=False)
-    close_codes: Counter[int] = attrs.field(factory=Counter, init=False)
-    counters: Counter[str] = attrs.field(factory=Counter, init=False)
     port: int = attrs.field(default=0, init=False)
     draining: bool = attrs.field(default=False, init=False)
     _directory: InMemoryMatchDirectory | None = attrs.field(default=None, init=False)
@@ -130,7 +135,8 @@ class ArenaServer:
     _started_at: float = attrs.field(factory=time.monotonic, init=False)
     _shutdown_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
-    _overflows_of_closed_sessions: int = attrs.field(default=0, init=False)
+    _closed_traffic: Counter[str] = attrs.field(factory=Counter, init=False)
+    """What sessions that are gone received and sent (see `traffic`)."""
     _welcome_frame: bytes = attrs.field(init=False)
     _timers: Timers = attrs.field(factory=Timers, init=False)
     connections: ConnectionCounter = attrs.field(init=False)
@@ -139,6 +145,10 @@ class ArenaServer:
     _frame_limits: FrameLimits = attrs.field(init=False)
     _origins: OriginPolicy = attrs.field(init=False)
     _trusted_proxies: tuple[Any, ...] = attrs.field(init=False)
+    _metrics_networks: tuple[Any, ...] = attrs.field(init=False)
+    _history: deque[dict[str, float | int | None]] = attrs.field(
+        factory=lambda: deque(maxlen=HISTORY_SECONDS), init=False
+    )
     _ssl_context: ssl.SSLContext | None = attrs.field(default=None, init=False)
     _refusals_in_flight: int = attrs.field(default=0, init=False)
     _reserve_fd: int | None = attrs.field(default=None, init=False)
@@ -152,6 +162,8 @@ class ArenaServer:
             tick_rate=config.tick_rate, kill_limit=config.kill_limit, duration_seconds=config.match_seconds
         )
         self.authenticator = Authenticator(config.auth)
+        self.statistics = TickStatistics(observe=self._observe_tick)
+        self.metrics.watch(self)
         self._welcome_frame = encode(self._welcome())
         max_connections = default_max_connections() if config.max_connections is None else config.max_connections
         self.connections = ConnectionCounter(max_total=max_connections, max_per_address=config.max_connections_per_ip)
@@ -160,6 +172,7 @@ class ArenaServer:
         self._frame_limits = config.frame_limits()
         self._origins = OriginPolicy.from_options(config.allowed_origins)
         self._trusted_proxies = parse_networks(config.trusted_proxies)
+        self._metrics_networks = parse_networks(config.metrics_from, option="--metrics-from")
         if (config.tls_cert is None) != (config.tls_key is None):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
         if config.tls_cert is not None and config.tls_key is not None:
@@ -211,6 +224,7 @@ class ArenaServer:
             await nursery.start(self._timers.run)
             nursery.start_soon(accept)
             nursery.start_soon(self._matchmaking_loop)
+            nursery.start_soon(self._record_history)
             logger.info(
                 "Arena listening on %s://%s:%d (at most %s connections, %s per address)",
                 "https" if self._ssl_context else "http",
@@ -241,6 +255,7 @@ class ArenaServer:
 
     def health(self) -> dict[str, Any]:
         directory = self._directory
+        metrics = self.metrics
         return {
             "status": "draining" if self.draining else "ok",
             "version": VERSION,
@@ -261,10 +276,73 @@ class ArenaServer:
             "players": directory.player_count if directory else 0,
             "queued": len(list(self._matchmaker.queued())) if self._matchmaker else 0,
             "tick": self.statistics.summary(),
-            "backlog_overflows": self._overflows_of_closed_sessions + sum(s.overflows for s in self.sessions),
-            "counters": dict(sorted(self.counters.items())),
-            "close_codes": {str(code): count for code, count in sorted(self.close_codes.items())},
+            "backlog_overflows": self.traffic()["arena_backlog_overflows"],
+            "counters": self._counters(),
+            "limit_hits": {limit: int(n) for limit, n in sorted(metrics.totals(metrics.limit_hits).items()) if n},
+            "close_codes": {code: int(n) for code, n in sorted(metrics.totals(metrics.closes).items())},
         }
+
+    def _counters(self) -> dict[str, int]:
+        metrics = self.metrics
+        counts = {
+            "accept_errors": metrics.total(metrics.accept_errors),
+            "auth_refused": metrics.total(metrics.auth_failures),
+            "bots_added": metrics.total(metrics.bots_added),
+            "guest_tokens": metrics.total(metrics.guest_tokens),
+            "joins_refused": metrics.total(metrics.joins_refused),
+            "matches_formed": metrics.total(metrics.matches_formed),
+            "replaced_connections": metrics.total(metrics.replaced_connections),
+            "reservations_expired": metrics.total(metrics.reservations_expired),
+            "resumes": metrics.total(metrics.resumes),
+            "resumes_refused": metrics.total(metrics.resumes_refused),
+        }
+        return {name: count for name, count in counts.items() if count}
+
+    @property
+    def running_directory(self) -> InMemoryMatchDirectory | None:
+        return self._directory
+
+    def uptime(self) -> float:
+        return time.monotonic() - self._started_at
+
+    def sessions_by_state(self) -> dict[str, int]:
+        """Open sessions by what they are doing: awaiting_hello, lobby, queued, playing, spectating, closing."""
+        states = dict.fromkeys(("awaiting_hello", "lobby", "queued", "playing", "spectating", "closing"), 0)
+        matchmaker = self._matchmaker
+        for session in self.sessions:
+            if session.closing:
+                state = "closing"
+            elif session.identity is None or session.name is None:
+                state = "awaiting_hello"
+            elif session.match is not None:
+                state = "playing" if session.player_id is not None else "spectating"
+            elif matchmaker is not None and matchmaker.ticket(session.identity.subject) is not None:
+                state = "queued"
+            else:
+                state = "lobby"
+            states[state] += 1
+        return states
+
+    def queue_lengths(self) -> dict[str, int]:
+        lengths = dict.fromkeys((mode.name for mode in self.config.modes), 0)
+        if self._matchmaker is not None:
+            for ticket in self._matchmaker.queued():
+                lengths[ticket.mode] = lengths.get(ticket.mode, 0) + 1
+        return lengths
+
+    def traffic(self) -> dict[str, int]:
+        """Messages and bytes received, frames and bytes sent, backlog overflows: since start, all sessions."""
+        totals = Counter(self._closed_traffic)
+        for session in self.sessions:
+            totals.update(_traffic_of(session))
+        return {name: totals[name] for name in _TRAFFIC}
+
+    def _observe_tick(self, lateness: float, duration: float) -> None:
+        self.metrics.tick_lateness.observe(lateness)
+        self.metrics.tick_duration.observe(duration)
+
+    def _limit_hit(self, limit: str) -> None:
+        self.metrics.limit_hits.labels(limit=limit).inc()
 
     def _welcome(self) -> Welcome:
         rules = self.rules
@@ -324,7 +402,8 @@ class ArenaServer:
 
     def _accept_failed(self, error: OSError) -> None:
         """Count a failed accept; log it at most once per `ACCEPT_ERROR_LOG_INTERVAL`."""
-        self.counters["accept_errors"] += 1
+        self.metrics.accept_errors.inc()
+        self._limit_hit("out_of_files")
         self._accept_errors_unlogged += 1
         now = trio.current_time()
         if now - self._accept_error_logged_at >= ACCEPT_ERROR_LOG_INTERVAL:
@@ -396,7 +475,7 @@ class ArenaServer:
         """Answer a connection refused before its request was read: read the head briefly, answer `status`
         (or /healthz, which keeps answering when the server is full), close. At most
         `MAX_REFUSALS_IN_FLIGHT` at once; beyond that the connection is closed unanswered."""
-        self.counters[f"refused_{status}"] += 1
+        self._limit_hit("connections_total" if status == 503 else "connections_per_ip")
         if self._refusals_in_flight >= MAX_REFUSALS_IN_FLIGHT:
             return
         self._refusals_in_flight += 1
@@ -432,7 +511,7 @@ class ArenaServer:
                     await transport.do_handshake()
                 head = await read_request(transport)
         except BadRequestError as error:
-            logger.debug("bad request from %s: %s", peer, error)
+            logger.debug("bad request from %s: %s", peer, error, extra={"remote": peer})
             await respond(transport, None, error.status, f"{error}\n".encode())
             return
         if head is None:
@@ -444,7 +523,7 @@ class ArenaServer:
             address = client_address(peer, request.headers, self._trusted_proxies)
             refusal = self.connections.address_refusal(address_key(address))
             if refusal is not None:
-                self.counters[f"refused_{refusal[0]}"] += 1
+                self._limit_hit("connections_total" if refusal[0] == 503 else "connections_per_ip")
                 retry = (("Retry-After", "10"),)
                 await respond(transport, connection, refusal[0], f"{refusal[1]}\n".encode(), headers=retry)
                 await close_gracefully(transport)
@@ -457,8 +536,14 @@ class ArenaServer:
                 try:
                     check_upgrade(request.headers, self._origins)
                 except HandshakeError as error:
-                    self.counters[f"refused_handshake_{error.status}"] += 1
-                    logger.debug("refused a WebSocket upgrade from %s: %d %s", remote, error.status, error.reason)
+                    self._limit_hit("origin" if error.status == 403 else "handshake")
+                    logger.debug(
+                        "refused a WebSocket upgrade from %s: %d %s",
+                        remote,
+                        error.status,
+                        error.reason,
+                        extra={"remote": remote},
+                    )
                     body = f"{error.reason}\n".encode()
                     await respond(transport, connection, error.status, body, headers=error.headers)
                     await close_gracefully(transport)
@@ -482,6 +567,9 @@ class ArenaServer:
         self, stream: trio.abc.Stream, connection: h11.Connection, request: HttpRequest, address: str
     ) -> None:
         head_only = request.method == "HEAD"
+        if request.path == MONITOR_PATH or request.path.startswith(ADMIN_PREFIX):
+            await self._answer_admin(stream, connection, request)
+            return
         if request.path == "/auth/guest":
             if request.method != "POST":
                 await respond(
@@ -490,7 +578,7 @@ class ArenaServer:
                 return
             wait = self._guest_tokens.spend(address_key(address), trio.current_time())
             if wait is not None:
-                self.counters["guest_tokens_refused"] += 1
+                self._limit_hit("guest_tokens")
                 limit = self.config.guest_tokens_per_minute
                 await respond_json(
                     stream,
@@ -514,6 +602,13 @@ class ArenaServer:
             )
         elif request.path == "/healthz":
             await respond_json(stream, connection, 200, self.health(), head_only=head_only)
+        elif request.path == "/metrics":
+            if not is_trusted(address, self._metrics_networks) and not self._is_admin(request):
+                body = b"/metrics is open to --metrics-from networks (and the admin token) only\n"
+                await respond(stream, connection, 403, body, head_only=head_only)
+                return
+            body = self.metrics.exposition()
+            await respond(stream, connection, 200, body, content_type=METRICS_CONTENT_TYPE, head_only=head_only)
         elif request.path == "/matches":
             await respond_json(stream, connection, 200, {"matches": self.directory.listing()}, head_only=head_only)
         else:
@@ -534,7 +629,7 @@ class ArenaServer:
             status = 403 if isinstance(error, AuthError) else 400
             await respond_json(stream, connection, status, {"error": str(error)})
             return
-        self.counters["guest_tokens"] += 1
+        self.metrics.guest_tokens.inc()
         expires_in = round(identity.expires_at - time.time())
         await respond_json(
             stream,
@@ -542,6 +637,115 @@ class ArenaServer:
             200,
             {"token": token, "player": identity.subject, "name": name, "expires_in": expires_in},
         )
+
+    def _is_admin(self, request: HttpRequest) -> bool:
+        token = self.config.admin_token
+        authorization = (request.header(b"authorization") or b"").decode("latin-1")
+        scheme, _, presented = authorization.partition(" ")
+        return token is not None and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip(), token)
+
+    async def _answer_admin(self, stream: trio.abc.Stream, connection: h11.Connection, request: HttpRequest) -> None:
+        """The operators' monitor page and admin API (docs/operations.md), all behind the admin token."""
+        path, method = request.path, request.method
+        if self.config.admin_token is None:
+            body = b"the monitor and the admin API are off: start the server with --admin-token-file FILE\n"
+            await respond(stream, connection, 404, body)
+            return
+        if path == MONITOR_PATH:
+            if method not in ("GET", "HEAD"):
+                await respond(stream, connection, 405, b"GET the monitor\n", headers=(("Allow", "GET, HEAD"),))
+                return
+            page = await trio.Path(self.config.client_dir / "monitor.html").read_bytes()
+            await respond(stream, connection, 200, page, content_type="text/html; charset=utf-8")
+            return
+        if not self._is_admin(request):
+            self.metrics.auth_failures.labels(where="admin").inc()
+            body = b"the admin API needs 'Authorization: Bearer <admin token>'\n"
+            await respond(stream, connection, 401, body, headers=(("WWW-Authenticate", 'Bearer realm="arena admin"'),))
+            return
+        parts = path[len(ADMIN_PREFIX) :].split("/")
+        if method in ("GET", "HEAD") and parts == ["state"]:
+            await respond_json(stream, connection, 200, self.monitor_state(), head_only=method == "HEAD")
+            return
+        if method != "POST":
+            await respond(stream, connection, 405, b"admin actions are POST requests\n", headers=(("Allow", "POST"),))
+            return
+        if len(parts) == 3 and parts[0] == "matches" and parts[2] == "end":
+            match = self.directory.matches.get(parts[1])
+            if match is None or match.finished:
+                await respond_json(stream, connection, 404, {"error": f"no running match {parts[1]!r}"})
+                return
+            match.end()
+            self.metrics.admin_actions.labels(action="end_match").inc()
+            logger.warning("an operator ended match %s", match.id, extra={"match": match.id})
+            await respond_json(stream, connection, 200, {"ended": match.id})
+        elif len(parts) == 3 and parts[0] == "players" and parts[2] == "kick":
+            session = self.sessions_by_subject.get(parts[1])
+            if session is None:
+                await respond_json(stream, connection, 404, {"error": f"player {parts[1]!r} is not connected"})
+                return
+            if session.match is not None:
+                session.match.remove(session, reason="kicked")
+            session.close(CloseCode.KICKED, "kicked by an operator")
+            self.metrics.admin_actions.labels(action="kick").inc()
+            logger.warning("an operator kicked player %s (session %d)", parts[1], session.id, extra=session.log_fields)
+            await respond_json(stream, connection, 200, {"kicked": parts[1]})
+        elif parts == ["drain"]:
+            self.metrics.admin_actions.labels(action="drain").inc()
+            logger.warning("an operator asked the server to drain")
+            await respond_json(
+                stream, connection, 202, {"draining": True, "timeout_seconds": self.config.drain_timeout}
+            )
+            self.shutdown()
+        else:
+            await respond(stream, connection, 404, f"no admin action at {path}\n".encode())
+
+    def monitor_state(self) -> dict[str, Any]:
+        """Everything the monitor shows, in one JSON value."""
+        directory = self._directory
+        now = trio.current_time()
+        queued = []
+        if self._matchmaker is not None:
+            for ticket in self._matchmaker.queued():
+                session = self.sessions_by_subject.get(ticket.subject)
+                queued.append(
+                    {
+                        "subject": ticket.subject,
+                        "name": session.name if session else None,
+                        "mode": ticket.mode,
+                        "waiting_seconds": round(now - ticket.queued_at, 1),
+                    }
+                )
+        return {
+            "server": {
+                "status": "draining" if self.draining else "ok",
+                "uptime_seconds": round(self.uptime(), 1),
+                "tcp_connections": self.connections.total,
+                "sessions": self.sessions_by_state(),
+                "queues": self.queue_lengths(),
+                "tick": self.statistics.summary(),
+            },
+            "matches": [match.monitor() for match in directory.matches.values()] if directory else [],
+            "queue": queued,
+            "history": list(self._history),
+        }
+
+    async def _record_history(self) -> None:
+        """Once a second: the last second's tick lateness (ms) and the connection and queue counts, for the
+        monitor's plots (the last `HISTORY_SECONDS`)."""
+        while True:
+            await trio.sleep(1.0)
+            now = trio.current_time()
+            recent = sorted(lateness for started, lateness, _ in self.statistics.samples if started >= now - 1.0)
+            point: dict[str, float | int | None] = {
+                "t": round(self.uptime(), 1),
+                "lateness_ms_p50": percentile_ms(recent, 0.5) if recent else None,
+                "lateness_ms_p99": percentile_ms(recent, 0.99) if recent else None,
+                "lateness_ms_max": percentile_ms(recent, 1.0) if recent else None,
+                "connections": len(self.sessions),
+                "queued": sum(self.queue_lengths().values()),
+            }
+            self._history.append(point)
 
     def _check_upgrade(self, headers: list[tuple[bytes, bytes]]) -> Identity | None:
         """Verify a token sent as `Authorization: Bearer`; no header means the token comes in `hello`."""
@@ -554,7 +758,7 @@ class ArenaServer:
         try:
             return self.authenticator.verify(token.strip())
         except AuthError as error:
-            self.counters["auth_refused"] += 1
+            self.metrics.auth_failures.labels(where="upgrade").inc()
             raise HandshakeRefusal(401, f"authentication failed: {error}") from None
 
     async def _serve_websocket(
@@ -576,6 +780,7 @@ class ArenaServer:
                 handle_message=self._handle_message,
                 remote=remote,
                 budget=FrameBudget(self._frame_limits),
+                on_limit=self._limit_hit,
                 identity=accepted.checked,
             )
             opened.append(session)
@@ -601,9 +806,15 @@ class ArenaServer:
             for session in opened:
                 session.connection_lost()
                 self._forget(session)
-                self.close_codes[session.close_code or CloseCode.NORMAL] += 1
-                self._overflows_of_closed_sessions += session.overflows
-                logger.info("session %d closed: %s %s", session.id, session.close_code, session.close_reason)
+                self.metrics.closes.labels(code=str(session.close_code or CloseCode.NORMAL)).inc()
+                self._closed_traffic.update(_traffic_of(session))
+                logger.info(
+                    "session %d closed: %s %s",
+                    session.id,
+                    session.close_code,
+                    session.close_reason,
+                    extra={**session.log_fields, "close_code": session.close_code},
+                )
 
     def _forget(self, session: Session) -> None:
         """A session's connection is gone: free what it held (a held seat stays held for resuming)."""
@@ -685,7 +896,7 @@ class ArenaServer:
         previous = self.sessions_by_subject.get(identity.subject)
         self.sessions_by_subject[identity.subject] = session
         if previous is not None and previous is not session:
-            self.counters["replaced_connections"] += 1
+            self.metrics.replaced_connections.inc()
             previous.close(4002, "replaced: the same player connected again elsewhere")
             if previous.match is not None and previous.player_id is not None:
                 previous.match.take_over(previous, session)
@@ -694,7 +905,7 @@ class ArenaServer:
         try:
             return self.authenticator.verify(token)
         except AuthError as error:
-            self.counters["auth_refused"] += 1
+            self.metrics.auth_failures.labels(where="hello").inc()
             raise ProtocolError(CloseCode.POLICY_VIOLATION, f"authentication failed: {error}") from None
 
     def _refresh(self, session: Session, token: str) -> None:
@@ -717,7 +928,8 @@ class ArenaServer:
             self._leave_current_match(session, reason="joined_another")
             match.add_player(session, subject)
         except (MatchmakingError, SeatError) as error:
-            self.counters["joins_refused"] += 1
+            reason = error.reason if isinstance(error, SeatError) else "reservation"
+            self.metrics.joins_refused.labels(reason=reason).inc()
             session.send_control(encode(Refused(request="join", reason=str(error))))
 
     def _resume(self, session: Session, subject: str, token: str) -> None:
@@ -727,10 +939,10 @@ class ArenaServer:
                 self._leave_current_match(session, reason="joined_another")
             match.resume(session, subject, token)
         except SeatError as error:
-            self.counters["resumes_refused"] += 1
+            self.metrics.resumes_refused.labels(reason=error.reason).inc()
             session.send_control(encode(Refused(request="resume", reason=str(error))))
             return
-        self.counters["resumes"] += 1
+        self.metrics.resumes.inc()
 
     def _leave_current_match(self, session: Session, *, reason: str) -> None:
         if session.match is not None:
@@ -758,9 +970,10 @@ class ArenaServer:
             await trio.sleep(MATCHMAKING_INTERVAL)
             now = trio.current_time()
             for formed in self.matchmaker.form_matches(now=now):
-                self.counters["matches_formed"] += 1
-                self.counters["bots_added"] += formed.bots
+                self.metrics.matches_formed.labels(mode=formed.mode).inc()
+                self.metrics.bots_added.inc(formed.bots)
                 for reservation in formed.reservations:
+                    self.metrics.queue_wait.labels(mode=reservation.mode).observe(reservation.queued_seconds)
                     session = self.sessions_by_subject.get(reservation.subject)
                     if session is not None:
                         reserved = Reserved(
@@ -771,7 +984,7 @@ class ArenaServer:
                         )
                         session.send_control(encode(reserved))
             for expired in self.matchmaker.expire_reservations(now=now):
-                self.counters["reservations_expired"] += 1
+                self.metrics.reservations_expired.inc()
                 match = self.directory.matches.get(expired.match_id)
                 if match is not None:
                     match.reservation_settled()
@@ -781,6 +994,25 @@ class ArenaServer:
                     session = self.sessions_by_subject.get(ticket.subject)
                     if session is not None:
                         self._send_queue_status(session)
+
+
+_TRAFFIC = (
+    "arena_received_messages",
+    "arena_received_bytes",
+    "arena_sent_frames",
+    "arena_sent_bytes",
+    "arena_backlog_overflows",
+)
+
+
+def _traffic_of(session: Session) -> dict[str, int]:
+    return {
+        "arena_received_messages": session.messages_received,
+        "arena_received_bytes": session.bytes_received,
+        "arena_sent_frames": session.outbox.frames_sent,
+        "arena_sent_bytes": session.outbox.bytes_sent,
+        "arena_backlog_overflows": session.overflows,
+    }
 
 
 def _peer_address(stream: trio.SocketStream) -> str:

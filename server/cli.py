@@ -11,6 +11,7 @@ from pathlib import Path
 
 import attrs
 import trio
+from pythonjsonlogger.json import JsonFormatter
 
 from server.app import FILE_HEADROOM, ArenaServer
 from server.auth import AuthConfig
@@ -132,8 +133,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve https:// and wss://")
     limits.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
-    serve.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
+    operations = serve.add_argument_group("operations (docs/operations.md)")
+    operations.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="file holding the operators' token (at least 16 characters): turns on /monitor and /admin/... "
+        "(default: off)",
+    )
+    operations.add_argument(
+        "--metrics-from",
+        action="append",
+        metavar="CIDR",
+        help="a network whose clients may read /metrics (repeatable; default: 127.0.0.0/8 and ::1; the admin token "
+        "is accepted from anywhere)",
+    )
+    operations.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line with match, player and connection ids (default %(default)s)",
+    )
+    operations.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default %(default)s)"
     )
     return parser
 
@@ -142,6 +163,23 @@ GC_THRESHOLDS = (20_000, 20, 100)
 """Young collections every 20,000 container allocations instead of 700, and full ones a fifth as often: a tick
 allocates thousands of short-lived dicts that reference counting frees, and every collection pauses all matches
 (a full one took 40-55 ms with 300 players; see docs/benchmarks.md)."""
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Log to standard error: text lines, or one JSON object per line (python-json-logger) whose extra fields
+    (`connection`, `player`, `match`, `remote`) come from the call sites."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp=True,
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def tune_garbage_collector() -> None:
@@ -179,7 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.max_pings_per_second <= 1000 or not 0 < args.guest_tokens_per_minute <= 100_000:
         print("arena: --max-pings-per-second and --guest-tokens-per-minute must be positive", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    admin_token = None
+    if args.admin_token_file:
+        try:
+            admin_token = Path(args.admin_token_file).read_text().strip()
+        except OSError as error:
+            print(f"arena: cannot read --admin-token-file {args.admin_token_file}: {error.strerror}", file=sys.stderr)
+            return 2
+        if len(admin_token) < 16:
+            print(f"arena: the token in {args.admin_token_file} is shorter than 16 characters", file=sys.stderr)
+            return 2
+    configure_logging(args.log_level, args.log_format)
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -202,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         allowed_origins=tuple(args.allowed_origin),
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
+        admin_token=admin_token,
+        metrics_from=tuple(args.metrics_from) if args.metrics_from else ServerConfig().metrics_from,
     )
     try:
         server = ArenaServer(config)

@@ -52,6 +52,8 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     UNSUPPORTED_PROTOCOL_VERSION = 4001
+    REPLACED = 4002
+    KICKED = 4003
 
 
 class ProtocolError(Exception):

@@ -47,6 +47,10 @@ class ServerConfig:
         allowed_origins: origins (scheme://host[:port], "null", or "*") whose pages may open a WebSocket besides
             the server's own; empty allows the server's own origin and pages on localhost.
         tls_cert, tls_key: PEM certificate chain and key: serve https:// and wss:// on the port (TLS 1.2+).
+        metrics_from: networks whose clients may read GET /metrics (the client's address, as forwarded by a
+            trusted proxy); anyone presenting the admin token may too.
+        admin_token: the secret an operator presents (Authorization: Bearer) for /monitor and /admin/...; None
+            switches them off.
         close_timeout: seconds to wait for a client to answer our Close frame.
         drain_timeout: seconds a shutdown waits for clients to close before cutting them off.
         match_linger_seconds: how long a finished match keeps its players before telling them it closed.
@@ -83,6 +87,8 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    metrics_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    admin_token: str | None = None
     close_timeout: float = 2.0
     drain_timeout: float = 5.0
     match_linger_seconds: float = 10.0

@@ -67,14 +67,14 @@ class InMemoryMatchDirectory:
         """Raises: SeatError if there is no such match (any more)."""
         match = self.matches.get(match_id)
         if match is None or match.finished:
-            raise SeatError(f"no running match {match_id!r}")
+            raise SeatError(f"no running match {match_id!r}", reason="no_match")
         return match
 
     def find_by_resume_token(self, token: str) -> Match:
         for match in self.matches.values():
             if any(seat.resume_token == token for seat in match.humans):
                 return match
-        raise SeatError("unknown resume token: it was already used, or the seat was released")
+        raise SeatError("unknown resume token: it was already used, or the seat was released", reason="unknown_token")
 
     def listing(self) -> list[dict[str, Any]]:
         return [match.summary() for match in self.matches.values() if not match.finished]
@@ -84,7 +84,7 @@ class InMemoryMatchDirectory:
         return sum(len(match.humans) for match in self.matches.values())
 
     async def _run(self, match: Match) -> None:
-        logger.info("match %s (%s) started, seed %d", match.id, match.mode.name, match.seed)
+        logger.info("match %s (%s) started, seed %d", match.id, match.mode.name, match.seed, extra={"match": match.id})
         try:
             await match.run()
         except Exception:
@@ -93,4 +93,4 @@ class InMemoryMatchDirectory:
             )
         finally:
             del self.matches[match.id]
-            logger.info("match %s closed after %d ticks", match.id, match.state.tick)
+            logger.info("match %s closed after %d ticks", match.id, match.state.tick, extra={"match": match.id})

@@ -19,6 +19,7 @@ import logging
 import math
 import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 MAX_CATCH_UP_TICKS = 3
 TIMING_WINDOW_SECONDS = 10.0
 TIMING_MAX_SAMPLES = 3000
+TICK_COST_SMOOTHING = 0.05
+"""Weight of the newest tick in a match's `tick_cost` (about the last 20 ticks count)."""
 
 
 @attrs.define(eq=False)
@@ -49,10 +52,14 @@ class TickStatistics:
     skipped_ticks: int = 0
     samples: deque[tuple[float, float, float]] = attrs.field(factory=lambda: deque(maxlen=TIMING_MAX_SAMPLES))
     """(when the tick started, how late, how long it took), in seconds of trio time."""
+    observe: Callable[[float, float], None] | None = None
+    """Also told every tick's lateness and duration (the server's metrics)."""
 
     def record(self, started: float, lateness: float, duration: float) -> None:
         self.ticks += 1
         self.samples.append((started, lateness, duration))
+        if self.observe is not None:
+            self.observe(lateness, duration)
 
     def summary(self) -> dict[str, float | int]:
         window_start = trio.current_time() - TIMING_WINDOW_SECONDS
@@ -64,22 +71,26 @@ class TickStatistics:
             "skipped": self.skipped_ticks,
             "window_seconds": TIMING_WINDOW_SECONDS,
             "window_ticks": len(recent),
-            "lateness_ms_p50": _percentile_ms(lateness, 0.50),
-            "lateness_ms_p99": _percentile_ms(lateness, 0.99),
-            "lateness_ms_max": _percentile_ms(lateness, 1.0),
-            "duration_ms_p50": _percentile_ms(durations, 0.50),
-            "duration_ms_p99": _percentile_ms(durations, 0.99),
+            "lateness_ms_p50": percentile_ms(lateness, 0.50),
+            "lateness_ms_p99": percentile_ms(lateness, 0.99),
+            "lateness_ms_max": percentile_ms(lateness, 1.0),
+            "duration_ms_p50": percentile_ms(durations, 0.50),
+            "duration_ms_p99": percentile_ms(durations, 0.99),
         }
 
 
-def _percentile_ms(ordered: list[float], fraction: float) -> float:
+def percentile_ms(ordered: list[float], fraction: float) -> float:
     if not ordered:
         return 0.0
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 3)
 
 
 class SeatError(Exception):
-    """A seat cannot be taken or taken back; the message says why."""
+    """A seat cannot be taken or taken back; the message says why, `reason` in one word (for metrics)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @attrs.define(eq=False)
@@ -113,6 +124,8 @@ class Match:
     """Where in the tick interval this match ticks (0 to 1): matches with phases spread apart do not all tick at
     the same moment, so none waits for the others' ticks (lateness)."""
     pending_reservations: int = 0
+    tick_cost: float = attrs.field(default=0.0, init=False)
+    """Seconds one tick of this match takes, a moving average over its last few dozen ticks."""
     state: MatchState = attrs.field(init=False)
     seats: dict[int, Seat] = attrs.field(factory=dict, init=False)
     spectators: set[Session] = attrs.field(factory=set, init=False)
@@ -120,6 +133,7 @@ class Match:
     _next_player_id: int = attrs.field(default=1, init=False)
     _last_snapshot: Snapshot = attrs.field(init=False)
     _membership_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _ended_by_operator: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.state = MatchState.initial(seed=self.seed, rules=self.rules)
@@ -170,15 +184,15 @@ class Match:
             SeatError: if the match is over or full.
         """
         if self.finished or self.state.over:
-            raise SeatError("the match is over")
+            raise SeatError("the match is over", reason="match_over")
         if self.state.full:
-            raise SeatError("the match is full")
+            raise SeatError("the match is full", reason="match_full")
         player_id = self._take_player_id()
         self.state = game.add_player(self.state, player_id, session.name or f"player {player_id}")
         seat = Seat(player_id=player_id, subject=subject)
         self.seats[player_id] = seat
         self._attach(seat, session, resumed=False)
-        logger.info("match %s: %s joined as player %d", self.id, session.name, player_id)
+        logger.info("match %s: %s joined as player %d", self.id, session.name, player_id, extra={**session.log_fields})
 
     def resume(self, session: Session, subject: str, token: str) -> None:
         """Give a held seat back to its player, on a new connection.
@@ -189,19 +203,24 @@ class Match:
         """
         seat = next((s for s in self.humans if s.resume_token == token), None)
         if seat is None:
-            raise SeatError("unknown resume token: it was already used, or the seat was released")
+            raise SeatError(
+                "unknown resume token: it was already used, or the seat was released", reason="unknown_token"
+            )
         if seat.subject != subject:
-            raise SeatError("this resume token belongs to another player")
+            raise SeatError("this resume token belongs to another player", reason="not_yours")
         if self.finished or self.state.over:
-            raise SeatError("the match is over: queue for a new one")
+            raise SeatError("the match is over: queue for a new one", reason="match_over")
         if seat.session is not None:
             seat.session.close(4002, "replaced: the same player resumed on another connection")
             self.detach(seat.session)
         if seat.held_until is not None and trio.current_time() > seat.held_until:
             self._release(seat)
-            raise SeatError(f"the seat was released: the player did not come back within {self.resume_window:g} s")
+            raise SeatError(
+                f"the seat was released: the player did not come back within {self.resume_window:g} s",
+                reason="window_expired",
+            )
         self._attach(seat, session, resumed=True)
-        logger.info("match %s: player %d resumed", self.id, seat.player_id)
+        logger.info("match %s: player %d resumed", self.id, seat.player_id, extra=session.log_fields)
 
     def take_over(self, old: Session, new: Session) -> None:
         """Move a seat to a newer connection of the same player (the older one is being closed)."""
@@ -211,7 +230,7 @@ class Match:
 
     def add_spectator(self, session: Session) -> None:
         if self.finished:
-            raise SeatError("the match is over")
+            raise SeatError("the match is over", reason="match_over")
         self.spectators.add(session)
         session.match = self
         session.needs_snapshot = True
@@ -224,7 +243,13 @@ class Match:
             if seat.session is session:
                 seat.session = None
                 seat.held_until = trio.current_time() + self.resume_window
-                logger.info("match %s: player %d dropped; seat held %g s", self.id, seat.player_id, self.resume_window)
+                logger.info(
+                    "match %s: player %d dropped; seat held %g s",
+                    self.id,
+                    seat.player_id,
+                    self.resume_window,
+                    extra={"match": self.id, "player": seat.subject},
+                )
         if session.match is self:
             session.match, session.player_id = None, None
             session.reset_inputs()
@@ -275,10 +300,44 @@ class Match:
     def _release(self, seat: Seat) -> None:
         del self.seats[seat.player_id]
         self.state = game.remove_player(self.state, seat.player_id)
-        logger.info("match %s: player %d's seat released", self.id, seat.player_id)
+        logger.info(
+            "match %s: player %d's seat released",
+            self.id,
+            seat.player_id,
+            extra={"match": self.id, "player": seat.subject},
+        )
 
     def _keeps_running(self) -> bool:
-        return bool(self.humans) or self.pending_reservations > 0
+        return (bool(self.humans) or self.pending_reservations > 0) and not self._ended_by_operator
+
+    def end(self) -> None:
+        """An operator ends the match: it stops at its next tick and everyone is told `left` (match_closed)."""
+        self._ended_by_operator = True
+        self._membership_changed.set()
+
+    def monitor(self) -> dict[str, Any]:
+        """What the operators' monitor shows of this match: its summary, cost, and every seat."""
+        players = []
+        for player_id, seat in sorted(self.seats.items()):
+            player = self.state.players.get(player_id)
+            players.append(
+                {
+                    "id": player_id,
+                    "name": player.name if player else "",
+                    "subject": seat.subject,
+                    "status": seat.status,
+                    "ping_ms": seat.session.rtt_ms if seat.session else None,
+                    "kills": player.kills if player else 0,
+                    "deaths": player.deaths if player else 0,
+                    "remote": seat.session.remote if seat.session else None,
+                }
+            )
+        return {
+            **self.summary(),
+            "tick": self.state.tick,
+            "tick_cost_ms": round(self.tick_cost * 1000, 3),
+            "seats": players,
+        }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Tick until the match is over (then linger) or has no one left to play for."""
@@ -297,7 +356,9 @@ class Match:
                     deadline += skipped * interval
                     self.statistics.skipped_ticks += skipped
                 self.tick()
-                self.statistics.record(started, lateness, trio.current_time() - started)
+                duration = trio.current_time() - started
+                self.tick_cost += (duration - self.tick_cost) * TICK_COST_SMOOTHING
+                self.statistics.record(started, lateness, duration)
             if self.state.over:
                 with trio.move_on_after(self.linger_seconds):
                     while any(seat.session for seat in self.seats.values()) or self.spectators:

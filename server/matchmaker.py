@@ -58,6 +58,8 @@ class Reservation:
     subject: str
     mode: str
     expires_at: float
+    queued_seconds: float = 0.0
+    """How long the player waited in the queue for it."""
 
 
 @attrs.frozen
@@ -194,6 +196,7 @@ class Matchmaker:
             subject=ticket.subject,
             mode=ticket.mode,
             expires_at=now + self.reservation_seconds,
+            queued_seconds=now - ticket.queued_at,
         )
         self._reservations[reservation.id] = reservation
         return reservation

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_networks(texts: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """CIDR networks (or single addresses) as given to `--trusted-proxy`.
+def parse_networks(texts: Iterable[str], *, option: str = "--trusted-proxy") -> tuple[IPNetwork, ...]:
+    """CIDR networks (or single addresses) as given to `option`.
 
     Raises:
         ValueError: naming the entry that is not an address or network.

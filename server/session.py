@@ -62,6 +62,8 @@ class Session:
     remote: str
     """The client's address (a trusted proxy's forwarded one, if it came through one)."""
     budget: FrameBudget
+    on_limit: Callable[[str], None] = lambda limit: None
+    """Told which limit the client hit (server.metrics.LIMITS) when it is closed for one."""
     id: int = attrs.field(factory=lambda: next(_session_ids))
     name: str | None = None
     identity: Identity | None = None
@@ -77,6 +79,8 @@ class Session:
     rtt_ms: int = 0
     needs_snapshot: bool = False
     overflows: int = 0
+    messages_received: int = 0
+    bytes_received: int = 0
     close_code: int | None = None
     close_reason: str = ""
     _overflow_times: list[float] = attrs.field(factory=list, init=False)
@@ -90,6 +94,16 @@ class Session:
     _ping_timer: Timer | None = attrs.field(default=None, init=False)
     """The next ping, or the deadline of the outstanding one's pong."""
     _token_timer: Timer | None = attrs.field(default=None, init=False)
+
+    @property
+    def log_fields(self) -> dict[str, object]:
+        """The ids a structured log line about this session carries."""
+        return {
+            "connection": self.id,
+            "remote": self.remote,
+            "player": self.identity.subject if self.identity else None,
+            "match": self.match.id if self.match else None,
+        }
 
     @property
     def backlog(self) -> int:
@@ -134,6 +148,7 @@ class Session:
         if result is Put.ACCEPTED:
             return
         if result is Put.REFUSED:
+            self.on_limit("unread_replies")
             self.close(
                 CloseCode.POLICY_VIOLATION,
                 f"too slow: {self.config.outbox_capacity} replies waiting unread",
@@ -146,8 +161,11 @@ class Session:
         recent = [at for at in self._overflow_times if at >= now - self.config.overflow_window]
         recent.append(now)
         self._overflow_times = recent
-        logger.info("session %d fell behind (%d times recently); resyncing", self.id, len(recent))
+        logger.info(
+            "session %d fell behind (%d times recently); resyncing", self.id, len(recent), extra=self.log_fields
+        )
         if len(recent) >= self.config.overflow_limit:
+            self.on_limit("slow_reader")
             self.close(
                 CloseCode.POLICY_VIOLATION,
                 f"too slow: fell {self.config.outbox_capacity} frames behind "
@@ -178,7 +196,7 @@ class Session:
                 self.close_code or CloseCode.NORMAL, self.close_reason or None, wait_for_peer=not self._failing
             )
         if scope.cancelled_caught:
-            logger.info("session %d did not finish the close handshake in time", self.id)
+            logger.info("session %d did not finish the close handshake in time", self.id, extra=self.log_fields)
 
     # What the connection reports (server.websocket.ConnectionListener).
 
@@ -188,7 +206,10 @@ class Session:
         refusal = self.budget.spend(kind, trio.current_time())
         if refusal is None:
             return True
-        logger.info("session %d (%s) is over its frame budget: %s", self.id, self.remote, refusal)
+        logger.info(
+            "session %d (%s) is over its frame budget: %s", self.id, self.remote, refusal, extra=self.log_fields
+        )
+        self.on_limit("frame_budget")
         self.close(CloseCode.POLICY_VIOLATION, refusal, fail=True)
         return False
 
@@ -196,14 +217,18 @@ class Session:
         if self.closing:
             return
         try:
+            self.messages_received += 1
+            self.bytes_received += len(data)
             if isinstance(data, str):
                 raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "text frames are not accepted: send binary msgpack")
             self.handle_message(self, decode_client(data))
         except ProtocolError as error:
-            logger.info("session %d (%s) broke the protocol: %s", self.id, self.remote, error)
+            logger.info("session %d (%s) broke the protocol: %s", self.id, self.remote, error, extra=self.log_fields)
             self.close(error.code, error.reason)
         except Exception:
-            logger.exception("session %d: error while handling a message; closing it with 1011", self.id)
+            logger.exception(
+                "session %d: error while handling a message; closing it with 1011", self.id, extra=self.log_fields
+            )
             self.close(CloseCode.INTERNAL_ERROR, "internal server error; please report it")
 
     def receive_pong(self, payload: bytes) -> None:

@@ -1,0 +1,84 @@
+"""GET /metrics: the Prometheus text format, read back with prometheus-client's own parser, whose numbers move
+as players play; and who may read it."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+
+from bots.client import RefusedError, connect
+from tests.conftest import ws_url
+from tests.server.rawws import http_exchange, http_get, upgrade_request
+
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+
+
+async def scrape(port: int, *, extra: str = "") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = await http_get(port, "/metrics", extra=extra)
+    assert response.status == 200, response
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(response.body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_metrics_move_as_players_play(server):
+    before = await scrape(server.port)
+    assert value(before, "arena_sessions", state="playing") == 0
+    async with connect(ws_url(server), name="alice") as alice, connect(ws_url(server), name="bob") as bob:
+        await alice.join()
+        await bob.join()
+        for step in range(20):
+            await alice.send_input(mx=1, fire=step % 2 == 0)
+            await bob.send_input(my=1)
+            await trio.sleep(0.05)
+        during = await scrape(server.port)
+        assert value(during, "arena_sessions", state="playing") == 2
+        assert value(during, "arena_matches", mode="ffa", state="playing") == 1
+        assert value(during, "arena_players", mode="ffa", status="playing") == 2
+        assert value(during, "arena_matches_formed_total", mode="ffa") >= 1
+        assert value(during, "arena_queue_wait_seconds_count", mode="ffa") == 2
+        assert value(during, "arena_received_messages_total") >= 2 + 2 + 40  # hellos, queues/joins, inputs
+        assert value(during, "arena_sent_frames_total") > value(before, "arena_sent_frames_total") + 20
+        assert value(during, "arena_sent_bytes_total") > value(before, "arena_sent_bytes_total")
+        assert value(during, "arena_tick_lateness_seconds_count") > 10
+        assert value(during, "arena_tick_duration_seconds_count") == value(during, "arena_tick_lateness_seconds_count")
+        costs = [v for (name, _), v in during.items() if name == "arena_match_tick_cost_seconds"]
+        assert len(costs) == 1 and 0 < costs[0] < 0.1
+        assert value(during, "arena_guest_tokens_total") == 2
+    with trio.fail_after(3):
+        while True:
+            after = await scrape(server.port)
+            if value(after, "arena_closes_total", code="1000") == 2:
+                break
+            await trio.sleep(0.05)
+    assert value(after, "arena_sessions", state="playing") == 0
+    assert value(after, "arena_received_messages_total") >= value(during, "arena_received_messages_total")
+
+
+async def test_limit_hits_and_refusals_are_counted(server):
+    async with connect(ws_url(server), name="carol") as carol:
+        with pytest.raises(RefusedError, match="unknown resume token"):
+            await carol.resume("not-a-token")
+        samples = await scrape(server.port)
+    assert value(samples, "arena_resume_refusals_total", reason="unknown_token") == 1
+    response = await http_exchange(server.port, upgrade_request(server.port, key=b"short"))
+    assert response.status == 400
+    samples = await scrape(server.port)
+    assert value(samples, "arena_limit_hits_total", limit="handshake") == 1
+
+
+async def test_metrics_are_open_to_the_configured_networks_and_the_admin_token(server_factory):
+    server = await server_factory(metrics_from=("10.0.0.0/8",), admin_token=ADMIN_TOKEN)
+    refused = await http_get(server.port, "/metrics")
+    assert refused.status == 403
+    assert b"--metrics-from" in refused.body
+    samples = await scrape(server.port, extra=f"Authorization: Bearer {ADMIN_TOKEN}\r\n")
+    assert value(samples, "arena_tcp_connections") >= 1
