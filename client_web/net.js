@@ -23,9 +23,10 @@ const TOKEN_MARGIN_MS = 60_000;
 
 /**
  * Close codes after which reconnecting would not help: the client misbehaved (1002, 1003, 1007, 1008, 1009),
- * speaks another protocol version (4001), or the same player connected again elsewhere (4002).
+ * speaks another protocol version (4001), the same player connected again elsewhere (4002), or an operator kicked
+ * the player (4003).
  */
-const FINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 4001, 4002]);
+const FINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 4001, 4002, 4003]);
 
 /** The WebSocket endpoint of the server this page came from (never hard-coded). */
 export function socketUrl(loc = window.location) {

@@ -312,7 +312,12 @@ async def _serve(server: ArenaServer) -> None:
     config = server.config
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(server.run)
+
+            async def serve_then_stop(*, task_status: trio.TaskStatus[ArenaServer] = trio.TASK_STATUS_IGNORED) -> None:
+                await server.run(task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained (a signal or an operator asked): stop awaiting signals
+
+            await nursery.start(serve_then_stop)
             scheme = "https" if config.tls_cert else "http"
             print(f"Arena is running: open {scheme}://{config.host}:{server.port}/ (Ctrl-C stops it)", flush=True)
 

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from server.app import ArenaServer
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-disable_created_metrics()  # no `_created` series: they double the output and no dashboard here reads them
+# no `_created` series: they double the output and no dashboard here reads them
+disable_created_metrics()  # type: ignore[no-untyped-call]
 TICK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 QUEUE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 
