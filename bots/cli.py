@@ -12,11 +12,15 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import trio
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
 from bots.chaos import CHAOS_KINDS, ChaosSyntaxError, parse_chaos
 from bots.report import build_report, format_report, merge_raw, render_html
@@ -26,6 +30,9 @@ from bots.swarm import CLOSE_GRACE_SECONDS, Swarm, SwarmConfig, SwarmStats
 MAX_BOTS = 10_000
 MAX_DURATION_SECONDS = 3600.0
 MAX_PROCESSES = 16
+PLAIN_PROGRESS_SECONDS = 5.0
+REPORTS_DIR = Path(".arena") / "reports"
+"""Where reports go by default: hidden, and ignored by the repository."""
 USAGE = """usage: arena {serve,bots} ...
 
   arena serve [options]   run a game server with the browser client at / (arena serve --help)
@@ -40,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
+    if not argv:
+        print(USAGE)
+        return 2
     from server.cli import main as serve_main
 
     return serve_main(argv)
@@ -50,11 +60,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description="A swarm of headless bots that play on an Arena server, cause chaos, and report what happened.",
         epilog=f"chaos kinds: {', '.join(CHAOS_KINDS)} (rates are probabilities per bot per second; storm per "
-        f"second for the swarm); SLO metrics: {', '.join(METRICS)}",
+        f"second for the swarm). SLO metrics (unit): "
+        + ", ".join(
+            f"{name} ({unit or 'ratio' if name != 'errors' else 'count'})" for name, (_, unit) in METRICS.items()
+        )
+        + "; durations take s or ms, e.g. queue_p95<5s, input_ack_p99<250ms",
     )
-    parser.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="the server's WebSocket URL (%(default)s)")
+    parser.add_argument(
+        "--url",
+        default="ws://127.0.0.1:8000/ws",
+        help="the server's WebSocket URL, ws:// or wss:// (default %(default)s)",
+    )
     parser.add_argument("--count", type=int, default=50, help=f"bots, at most {MAX_BOTS} (default %(default)s)")
-    parser.add_argument("--mode", default="ffa", help="the mode to queue for (default %(default)s)")
+    parser.add_argument(
+        "--mode",
+        default="ffa",
+        help="the mode to queue for: one of the server's (duel, ffa by default) (default %(default)s)",
+    )
     parser.add_argument("--ramp", default="50/s", help="how fast bots start, e.g. 50/s (default %(default)s)")
     parser.add_argument(
         "--duration", default="60s", help="how long the swarm runs, e.g. 90s or 5m (default %(default)s)"
@@ -62,16 +84,27 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--chaos",
         default="off",
-        help='"off", "default", or kind=rate,..., e.g. drop=0.02,leave=0.01,burst=0.01,silent=0.005,storm=0.01',
+        help='"off", "default", or kind=rate,..., e.g. drop=0.02,leave=0.01,burst=0.01,silent=0.005,storm=0.01 '
+        "(default %(default)s)",
     )
     parser.add_argument(
-        "--slo", default="", help='objectives, e.g. "resume_success>=0.99,queue_p95<5s"; exit 1 if missed'
+        "--slo",
+        default="",
+        help='objectives, e.g. "resume_success>=0.99,queue_p95<5s"; exit 1 if missed (default: none)',
     )
     parser.add_argument("--seed", type=int, default=1, help="seeds the bots' choices (default %(default)s)")
-    parser.add_argument("--procs", type=int, default=1, help="split the swarm across this many processes")
-    parser.add_argument("--report-json", default="arena-bots-report.json", help="where to write the JSON report")
-    parser.add_argument("--report-html", default="arena-bots-report.html", help="where to write the HTML report")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--procs", type=int, default=1, help="split the swarm across this many processes (default %(default)s)"
+    )
+    parser.add_argument(
+        "--report-dir",
+        default=str(REPORTS_DIR),
+        help="where the report goes: a folder per run, named by its start time, holding report.json and report.html "
+        "(default %(default)s)",
+    )
+    parser.add_argument("--report-json", help="write the JSON report here instead")
+    parser.add_argument("--report-html", help="write the HTML report here instead")
+    parser.add_argument("--quiet", action="store_true", help="no live progress (default: shown on standard error)")
     parser.add_argument("--raw-output", help=argparse.SUPPRESS)  # a child process of --procs writes here
     parser.add_argument("--first-index", type=int, default=0, help=argparse.SUPPRESS)
     return parser
@@ -125,6 +158,7 @@ def swarm_main(argv: list[str], *, prog: str = "python -m bots") -> int:
         seed=args.seed,
         first_index=args.first_index,
     )
+    started = time.time()
     if args.procs > 1:
         raw, seconds = _run_processes(args, argv)
     else:
@@ -146,9 +180,14 @@ def swarm_main(argv: list[str], *, prog: str = "python -m bots") -> int:
     slo_results = check_slos(slos, report)
     report["slo"] = slo_results
     print(format_report(report, slo_results))
-    Path(args.report_json).write_text(json.dumps(report, indent=2))
-    Path(args.report_html).write_text(render_html(report, slo_results))
-    print(f"report written to {args.report_json} and {args.report_html}")
+    run_dir = Path(args.report_dir) / time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
+    json_path = Path(args.report_json) if args.report_json else run_dir / "report.json"
+    html_path = Path(args.report_html) if args.report_html else run_dir / "report.html"
+    for path in (json_path, html_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2))
+    html_path.write_text(render_html(report, slo_results))
+    print(f"report written to {json_path} and {html_path}")
     missed = [result["slo"] for result in slo_results if not result["passed"]]
     if missed:
         print(f"{prog}: missed {len(missed)} SLO(s): {', '.join(missed)}", file=sys.stderr)
@@ -164,31 +203,59 @@ async def _run_swarm(config: SwarmConfig, show_progress: bool) -> tuple[dict[str
             nursery.start_soon(_show_progress, swarm.stats, config)
         await swarm.run()
         nursery.cancel_scope.cancel()
-    if show_progress:
-        print(file=sys.stderr)
     return swarm.stats.raw(), swarm.stats.elapsed()
 
 
 async def _show_progress(stats: SwarmStats, config: SwarmConfig) -> None:
-    """One line a second on stderr (rewritten in place on a terminal)."""
-    end = "\r" if sys.stderr.isatty() else "\n"
-    while True:
-        await trio.sleep(1.0)
-        resumes_failed = sum(stats.resumes_refused.values())
-        line = (
-            f"[{stats.elapsed():5.0f}/{config.duration:.0f} s] connected {stats.connected}/{config.count}, "
-            f"queued {stats.queued}, in match {stats.in_match}, reconnecting {stats.reconnecting}; "
-            f"matches {len(stats.matches)}; resumes {stats.resumes} ok / {resumes_failed} refused; "
-            f"errors {sum(stats.errors.values())}"
-        )
-        print(line.ljust(120), end=end, file=sys.stderr, flush=True)
+    """On a terminal, a live panel redrawn every second (rich); otherwise a plain line every 5 seconds."""
+    if not sys.stderr.isatty():
+        while True:
+            await trio.sleep(PLAIN_PROGRESS_SECONDS)
+            print(_progress_line(stats, config), file=sys.stderr, flush=True)
+    console = Console(stderr=True)
+    with Live(_progress_table(stats, config), console=console, refresh_per_second=2, transient=False) as live:
+        while True:
+            await trio.sleep(1.0)
+            live.update(_progress_table(stats, config))
+
+
+def _progress_line(stats: SwarmStats, config: SwarmConfig) -> str:
+    return (
+        f"[{stats.elapsed():5.0f}/{config.duration:.0f} s] connected {stats.connected}/{config.count}, "
+        f"queued {stats.queued}, in match {stats.in_match}, reconnecting {stats.reconnecting}; "
+        f"matches {len(stats.matches)}; resumes {stats.resumes} ok / {sum(stats.resumes_refused.values())} refused; "
+        f"errors {sum(stats.errors.values())}"
+    )
+
+
+def _progress_table(stats: SwarmStats, config: SwarmConfig) -> Table:
+    elapsed = min(stats.elapsed(), config.duration)
+    table = Table(title=f"arena bots: {elapsed:.0f} of {config.duration:.0f} s", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    latest = stats.timeline[-1] if stats.timeline else {}
+    chaos = ", ".join(f"{kind} {count}" for kind, count in stats.chaos.most_common()) or "none"
+    rows = [
+        ("bots", f"{stats.connected}/{config.count} connected, {stats.queued} queued, {stats.in_match} in a match, "
+                 f"{stats.reconnecting} reconnecting"),
+        ("matches", str(len(stats.matches))),
+        ("resumes", f"{stats.resumes} ok, {sum(stats.resumes_refused.values())} refused"),
+        ("last second", f"{latest.get('updates', 0)} updates, input to ack p99 {latest.get('input_ack_ms_p99')} ms"),
+        ("chaos", chaos),
+        ("errors", str(sum(stats.errors.values()))),
+    ]  # fmt: skip
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
 
 
 def _run_processes(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, Any], float]:
     """Split the swarm across `--procs` child processes and merge what they saw."""
     shares = [args.count // args.procs + (1 if index < args.count % args.procs else 0) for index in range(args.procs)]
     ramp_share = _rate(args.ramp) / args.procs
-    passthrough = _without_options(argv, {"--count", "--ramp", "--procs", "--report-json", "--report-html", "--slo"})
+    passthrough = _without_options(
+        argv, {"--count", "--ramp", "--procs", "--report-json", "--report-html", "--report-dir", "--slo"}
+    )
     with tempfile.TemporaryDirectory(prefix="arena-bots-") as folder:
         children = []
         first_index = 0

@@ -1,10 +1,12 @@
 """The swarm's report: figures from the raw counts and samples of one or more swarm processes, printed as a
-table, written as JSON, and drawn as an HTML page with SVG plots of latency and throughput over time.
+table, written as JSON, and drawn as an HTML page whose plots over time (bots, throughput, latency, resumes and
+queue time, with chaos events on the time axis) matplotlib draws as inline SVG.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import json
 from collections import Counter
 from typing import Any
@@ -29,7 +31,21 @@ COUNT_KEYS = (
     "bytes_received",
 )
 COUNTER_KEYS = ("refusals", "resumes_refused", "errors", "close_codes", "chaos")
-TIMELINE_SUMS = ("connected", "queued", "in_match", "reconnecting", "inputs_sent", "updates", "bytes", "errors")
+TIMELINE_SUMS = (
+    "connected",
+    "queued",
+    "in_match",
+    "reconnecting",
+    "inputs_sent",
+    "updates",
+    "bytes",
+    "errors",
+    "joins",
+    "resumes",
+    "resumes_refused",
+)
+TIMELINE_WORST = ("input_ack_ms_p50", "input_ack_ms_p99", "rtt_ms_p50", "rtt_ms_p99", "queue_seconds_max")
+"""Per-second figures that cannot be added across processes: the report shows the worst process's."""
 
 
 def merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -45,23 +61,19 @@ def merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
             total.update(part[key])
         merged[key] = dict(total)
     merged["matches"] = sorted({match for part in parts for match in part["matches"]})
+    merged["chaos_events"] = sorted(event for part in parts for event in part.get("chaos_events", []))
     timeline: dict[int, dict[str, Any]] = {}
     for part in parts:
         for second, point in enumerate(part["timeline"]):
-            slot = timeline.setdefault(second, {"t": point["t"], "acks_p50": [], "acks_p99": []})
+            slot = timeline.setdefault(second, {"t": point["t"]})
             for key in TIMELINE_SUMS:
                 slot[key] = slot.get(key, 0) + (point.get(key) or 0)
-            if point.get("input_ack_ms_p50") is not None:
-                slot["acks_p50"].append(point["input_ack_ms_p50"])
-                slot["acks_p99"].append(point["input_ack_ms_p99"])
-    merged["timeline"] = [
-        {
-            **{key: value for key, value in slot.items() if not key.startswith("acks")},
-            "input_ack_ms_p50": max(slot["acks_p50"], default=None),
-            "input_ack_ms_p99": max(slot["acks_p99"], default=None),
-        }
-        for _, slot in sorted(timeline.items())
-    ]
+            for key in TIMELINE_WORST:
+                if point.get(key) is not None:
+                    slot[key] = max(slot.get(key) or 0, point[key])
+                else:
+                    slot.setdefault(key, None)
+    merged["timeline"] = [slot for _, slot in sorted(timeline.items())]
     return merged
 
 
@@ -121,7 +133,9 @@ def build_report(raw: dict[str, Any], *, config: dict[str, Any], seconds: float)
         "errors": {"total": sum(raw["errors"].values()), "by_kind": raw["errors"]},
         "close_codes": raw["close_codes"],
         "chaos": raw["chaos"],
-        "timeline": raw["timeline"],
+        "chaos_events": raw.get("chaos_events", []),
+        # the run's last point is taken while its bots close: it would show every line falling to zero
+        "timeline": [point for point in raw["timeline"] if point["t"] < config.get("duration_seconds", seconds)],
     }
 
 
@@ -136,21 +150,28 @@ def format_report(report: dict[str, Any], slo_results: list[dict[str, Any]]) -> 
         f"queue time p50 {queue['p50']} s, p95 {queue['p95']} s, p99 {queue['p99']} s",
         f"  resume        {resume['succeeded']}/{resume['attempts']} after a drop "
         f"(success {_percent(resume['success_rate'])}); time to resume p50 {resume['seconds_to_resume']['p50']} s, "
-        f"p99 {resume['seconds_to_resume']['p99']} s; refused: {resume['refusals'] or 'none'}",
+        f"p99 {resume['seconds_to_resume']['p99']} s; refused: {_counts(resume['refusals'])}",
         f"  latency       round trip p50 {latency['rtt_ms']['p50']} ms, p99 {latency['rtt_ms']['p99']} ms; "
         f"input to acknowledgement p50 {latency['input_ack_ms']['p50']} ms, p99 {latency['input_ack_ms']['p99']} ms",
         f"  updates       {updates['per_bot_rate_mean']}/s per bot in a match (server ticks at "
         f"{updates['server_tick_rate']}/s; slowest 1% {updates['per_bot_rate']['p1']}/s); "
         f"{_kilobytes(updates['bytes_per_second_per_bot']['p50'])} per bot (p99 "
         f"{_kilobytes(updates['bytes_per_second_per_bot']['p99'])})",
-        f"  chaos         {report['chaos'] or 'none'}",
-        f"  close codes   {report['close_codes'] or 'none'} (sent by the server to bots)",
-        f"  errors        {report['errors']['total']}: {report['errors']['by_kind'] or 'none'}",
+        f"  chaos         {_counts(report['chaos'])}",
+        f"  close codes   {_counts(report['close_codes'])} (sent by the server to bots)",
+        f"  errors        {report['errors']['total']}: {_counts(report['errors']['by_kind'])}",
     ]
     for result in slo_results:
         verdict = "met" if result["passed"] else "MISSED"
         lines.append(f"  SLO {result['slo']:<28} {verdict} (value: {result['value']})")
     return "\n".join(lines)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """ "drop 87, burst 52, leave 26": a count of each kind, most first."""
+    if not counts:
+        return "none"
+    return ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _percent(ratio: float | None) -> str:
@@ -161,80 +182,156 @@ def _kilobytes(bytes_per_second: float | None) -> str:
     return "n/a" if bytes_per_second is None else f"{bytes_per_second / 1000:.1f} kB/s"
 
 
-def _svg_plot(title: str, timeline: list[dict[str, Any]], series: list[tuple[str, str, str]], unit: str) -> str:
-    """A line chart of timeline[key] for each (key, label, colour), with axes; no library needed."""
-    width, height, left, bottom, top = 720, 220, 60, 30, 24
-    points = [point for point in timeline if point.get("t") is not None]
-    if not points:
-        return f"<p>{html.escape(title)}: no data</p>"
-    t_max = max(point["t"] for point in points) or 1
-    values = [point.get(key) for point in points for key, _, _ in series]
-    y_max = max((value for value in values if value is not None), default=0) or 1
-    plot_w, plot_h = width - left - 10, height - bottom - top
+CHAOS_STYLES = {
+    "drop": ("#d62728", "v"),
+    "storm drop": ("#d62728", "v"),
+    "leave": ("#9467bd", "<"),
+    "burst": ("#ff7f0e", "^"),
+    "silent": ("#7f7f7f", "s"),
+}
 
-    def x(t: float) -> float:
-        return left + plot_w * t / t_max
 
-    def y(value: float) -> float:
-        return top + plot_h * (1 - value / y_max)
+def _figure_svg(figure: Any) -> str:
+    """A matplotlib figure as inline SVG (without the XML prologue), and the figure closed."""
+    import matplotlib.pyplot as plt
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
-        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#888"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#888"/>',
-        f'<text x="{left - 6}" y="{top + 4}" font-size="11" text-anchor="end">{y_max:.4g} {unit}</text>',
-        f'<text x="{left - 6}" y="{top + plot_h}" font-size="11" text-anchor="end">0</text>',
-        f'<text x="{left + plot_w}" y="{height - 8}" font-size="11" text-anchor="end">{t_max:.0f} s</text>',
-    ]
-    for index, (key, label, colour) in enumerate(series):
-        coordinates = " ".join(
-            f"{x(point['t']):.1f},{y(point[key]):.1f}" for point in points if point.get(key) is not None
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _mark_chaos(axes: Any, events: list[tuple[float, str]], *, duration: float) -> None:
+    """Chaos on the time axis: a rug of markers per kind along the bottom, a vertical line per storm."""
+    storms = [t for t, kind in events if kind == "storms"]
+    for index, t in enumerate(storms):
+        axes.axvline(t, color="#d62728", linestyle="--", linewidth=1, label="storm" if index == 0 else None)
+    for kind, (colour, marker) in CHAOS_STYLES.items():
+        times = [t for t, event in events if event == kind and t <= duration]
+        if times:
+            axes.plot(
+                times,
+                [0.02] * len(times),
+                linestyle="none",
+                marker=marker,
+                markersize=4,
+                color=colour,
+                alpha=0.6,
+                transform=axes.get_xaxis_transform(),
+                label=f"{kind} ({len(times)})",
+            )
+
+
+def _plots(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(title, inline SVG) of each plot over time, drawn with matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, selectable, readable by tests
+    matplotlib.rcParams["svg.hashsalt"] = "arena"  # the same report gives the same SVG ids
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    timeline = report["timeline"]
+    events = [(float(t), str(kind)) for t, kind in report.get("chaos_events", [])]
+    duration = float(report["config"].get("duration_seconds") or report["seconds"])
+    t = [point["t"] for point in timeline]
+    plots: list[tuple[str, str]] = []
+
+    def new_axes(ylabel: str) -> tuple[Any, Any]:
+        figure, axes = plt.subplots(figsize=(9, 3.2))
+        axes.set_xlim(0, duration)
+        axes.set_xlabel("seconds into the run")
+        axes.set_ylabel(ylabel)
+        axes.grid(True, alpha=0.3)
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+        return figure, axes
+
+    def series(key: str, scale: float = 1.0) -> list[float | None]:
+        return [None if point.get(key) is None else point[key] * scale for point in timeline]
+
+    figure, axes = new_axes("bots")
+    for key, label, colour in (
+        ("connected", "connected", "#1f77b4"),
+        ("in_match", "in a match", "#2ca02c"),
+        ("queued", "queued", "#9467bd"),
+        ("reconnecting", "reconnecting", "#d62728"),
+    ):
+        axes.step(t, series(key), where="post", label=label, color=colour)
+    _mark_chaos(axes, events, duration=duration)
+    axes.legend(loc="upper left", fontsize=8, ncol=3)
+    plots.append(("Bots, and chaos events (markers along the bottom; dashed lines: storms)", _figure_svg(figure)))
+
+    figure, axes = new_axes("updates per second")
+    axes.plot(t, series("updates"), color="#1f77b4", label="updates received (all bots)")
+    second = axes.twinx()
+    second.plot(t, series("bytes", 1 / 1000), color="#ff7f0e", label="kB received (all bots)")
+    second.set_ylabel("kB per second")
+    handles = axes.get_legend_handles_labels()[0] + second.get_legend_handles_labels()[0]
+    axes.legend(handles, [str(h.get_label()) for h in handles], loc="upper left", fontsize=8)
+    plots.append(("Throughput: what all bots received each second", _figure_svg(figure)))
+
+    figure, axes = new_axes("milliseconds")
+    axes.yaxis.set_major_locator(MaxNLocator())
+    axes.plot(t, series("input_ack_ms_p50"), color="#2ca02c", label="input to ack, p50 of the second")
+    axes.plot(t, series("input_ack_ms_p99"), color="#d62728", label="input to ack, p99 of the second")
+    axes.plot(t, series("rtt_ms_p50"), color="#17becf", linestyle=":", label="round trip, p50 of the second")
+    axes.plot(t, series("rtt_ms_p99"), color="#8c564b", linestyle=":", label="round trip, p99 of the second")
+    whole_run = report["latency"]["input_ack_ms"]["p99"]
+    if whole_run is not None:
+        axes.axhline(
+            whole_run,
+            color="#d62728",
+            linestyle="--",
+            linewidth=1,
+            label=f"input to ack, p99 of the run ({whole_run:.0f} ms)",
         )
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coordinates}"/>')
-        parts.append(
-            f'<text x="{left + 10 + 170 * index}" y="{height - 8}" font-size="11" fill="{colour}">'
-            f"{html.escape(label)}</text>"
+    _mark_chaos(axes, [event for event in events if event[1] == "storms"], duration=duration)
+    axes.legend(loc="upper left", fontsize=8, ncol=2)
+    plots.append(
+        (
+            "Latency. Each point is a percentile of one second's samples, so a high p99 point is one bad second; "
+            "the dashed line is the p99 of every input of the run, the summary's figure (a few bad seconds hold "
+            "few of all inputs)",
+            _figure_svg(figure),
         )
-    parts.append("</svg>")
-    return "\n".join(parts)
+    )
+
+    figure, axes = new_axes("resumes per second")
+    width = 0.8
+    axes.bar(t, series("resumes"), width=width, color="#2ca02c", label="resumes")
+    refused = series("resumes_refused")
+    axes.bar(t, [-(value or 0) for value in refused], width=width, color="#d62728", label="resumes refused (below 0)")
+    second = axes.twinx()
+    second.plot(
+        t, series("queue_seconds_max"), "o", markersize=3, color="#9467bd", label="longest queue wait of the second"
+    )
+    second.set_ylabel("queue wait (s)")
+    _mark_chaos(axes, [event for event in events if event[1] == "storms"], duration=duration)
+    handles = axes.get_legend_handles_labels()[0] + second.get_legend_handles_labels()[0]
+    axes.legend(handles, [str(h.get_label()) for h in handles], loc="upper left", fontsize=8)
+    plots.append(("Resumes and queue time", _figure_svg(figure)))
+    return plots
 
 
 def render_html(report: dict[str, Any], slo_results: list[dict[str, Any]]) -> str:
     """A page a person can open: the summary, the SLOs, and plots over time."""
-    timeline = [{**point, "kilobytes": (point.get("bytes") or 0) / 1000} for point in report["timeline"]]
-    plots = [
-        _svg_plot(
-            "Bots over time",
-            timeline,
-            [("connected", "connected", "#1f77b4"), ("in_match", "in a match", "#2ca02c"),
-             ("reconnecting", "reconnecting", "#d62728"), ("queued", "queued", "#9467bd")],
-            "bots",
-        ),
-        _svg_plot(
-            "Throughput: updates received per second (all bots)", timeline,
-            [("updates", "updates/s", "#1f77b4")], "/s",
-        ),
-        _svg_plot(
-            "Throughput: kilobytes received per second (all bots)", timeline,
-            [("kilobytes", "kB/s", "#ff7f0e")], "kB/s",
-        ),
-        _svg_plot(
-            "Latency: input to acknowledgement", timeline,
-            [("input_ack_ms_p50", "p50", "#2ca02c"), ("input_ack_ms_p99", "p99", "#d62728")], "ms",
-        ),
-    ]  # fmt: skip
+    plots = [f"<figure><figcaption>{html.escape(title)}</figcaption>{svg}</figure>" for title, svg in _plots(report)]
     slo_rows = "".join(
         f"<tr><td>{html.escape(r['slo'])}</td><td>{html.escape(str(r['value']))}</td>"
         f"<td class={'met' if r['passed'] else 'missed'}>{'met' if r['passed'] else 'missed'}</td></tr>"
         for r in slo_results
     )
     summary = html.escape(format_report(report, []))
-    figures = html.escape(json.dumps({key: value for key, value in report.items() if key != "timeline"}, indent=2))
+    figures = html.escape(
+        json.dumps({key: value for key, value in report.items() if key not in ("timeline", "chaos_events")}, indent=2)
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Arena bot swarm report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}} pre{{background:#f4f4f4;padding:1em;
-overflow-x:auto}} td{{padding:2px 12px}} .met{{color:#2a2}} .missed{{color:#c22;font-weight:bold}}</style></head>
+overflow-x:auto}} td{{padding:2px 12px}} figure{{margin:1.5em 0}} figcaption{{font-weight:bold;margin-bottom:.3em}}
+svg{{max-width:100%;height:auto}} .met{{color:#2a2}} .missed{{color:#c22;font-weight:bold}}</style></head>
 <body><h1>Arena bot swarm report</h1>
 <pre>{summary}</pre>
 {
@@ -245,7 +342,7 @@ overflow-x:auto}} td{{padding:2px 12px}} .met{{color:#2a2}} .missed{{color:#c22;
         else ""
     }
 <h2>Over time</h2>
-{"".join(f"<div>{plot}</div>" for plot in plots)}
+{"".join(plots)}
 <h2>All figures</h2><pre>{figures}</pre>
 </body></html>
 """

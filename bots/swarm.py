@@ -89,10 +89,17 @@ class SwarmStats:
     close_codes: Counter[str] = attrs.field(factory=Counter)
     """Codes the server closed a bot's connection with."""
     chaos: Counter[str] = attrs.field(factory=Counter)
+    chaos_events: list[tuple[float, str]] = attrs.field(factory=list)
+    """(seconds into the run, kind) of every chaos event, for the report's time axis."""
     timeline: list[dict[str, float | None]] = attrs.field(factory=list)
 
     def elapsed(self) -> float:
         return trio.current_time() - self.started_at
+
+    def chaos_event(self, kind: str) -> None:
+        self.chaos[kind] += 1
+        if len(self.chaos_events) < MAX_SAMPLES:
+            self.chaos_events.append((round(self.elapsed(), 2), kind))
 
     def sample(self, samples: list[float], value: float) -> None:
         if len(samples) < MAX_SAMPLES:
@@ -122,6 +129,7 @@ class SwarmStats:
             "errors": dict(self.errors),
             "close_codes": dict(self.close_codes),
             "chaos": dict(self.chaos),
+            "chaos_events": self.chaos_events,
             "timeline": self.timeline,
         }
 
@@ -252,7 +260,7 @@ class Swarm:
                 await self._queue(client)
             outcome = await self._play(bot, client)
             if outcome == "drop":
-                stats.chaos["drop"] += 1
+                stats.chaos_event("drop")
                 bot.resume_token, bot.dropped_at = client.resume_token, trio.current_time()
                 stats.reconnecting += 1
                 await client.drop_connection()
@@ -260,7 +268,7 @@ class Swarm:
                 return "dropped"
             if outcome in ("leave", "finished"):  # chaos, or the match ended: leave it and queue again
                 if outcome == "leave":
-                    stats.chaos["leave"] += 1
+                    stats.chaos_event("leave")
                 await client.send(Leave())
                 await client.receive_until(lambda m: m if isinstance(m, Left) else None, timeout=10)
         return "done"
@@ -321,7 +329,7 @@ class Swarm:
                     return "deadline"
                 if bot.storm_hit:
                     bot.storm_hit = False
-                    stats.chaos["storm drop"] += 1
+                    stats.chaos_event("storm drop")
                     return "drop"
                 if now >= next_roll:
                     next_roll += 1.0
@@ -329,14 +337,14 @@ class Swarm:
                     if action in ("drop", "leave"):
                         return action
                     if action == "burst":
-                        stats.chaos["burst"] += 1
+                        stats.chaos_event("burst")
                         for _ in range(BURST_INPUTS):
                             intent = last_intent or Intent()
                             seq = await client.send_input(mx=intent.mx, my=intent.my, aim=intent.aim, fire=intent.fire)
                             stats.inputs_sent += 1
                             sent_at[seq] = trio.current_time()
                     elif action == "silent":
-                        stats.chaos["silent"] += 1
+                        stats.chaos_event("silent")
                         sent_at.clear()  # acks read after its own silence say nothing of the server
                         await trio.sleep(bot.rng.uniform(*SILENT_SECONDS))
                 with trio.move_on_at(min(next_roll, self.deadline)):
@@ -396,16 +404,22 @@ class Swarm:
                 playing = sorted(self._playing, key=lambda bot: bot.index)
                 for bot in rng.sample(playing, max(1, math.ceil(len(playing) * STORM_SHARE))):
                     bot.storm_hit = True
-                self.stats.chaos["storms"] += 1
+                self.stats.chaos_event("storms")
 
     async def _record_timeline(self) -> None:
         """One point per second: who is where, and what arrived in that second."""
         stats = self.stats
-        previous_updates, previous_bytes, previous_acks = 0, 0, 0
+        previous_updates, previous_bytes, previous_acks, previous_rtts, previous_queues = 0, 0, 0, 0, 0
+        previous_resumes, previous_refused = 0, 0
         while True:
             await trio.sleep(1.0)
             acks = stats.input_ack_ms[previous_acks:]
             previous_acks = len(stats.input_ack_ms)
+            rtts = stats.rtt_ms[previous_rtts:]
+            previous_rtts = len(stats.rtt_ms)
+            queues = stats.queue_seconds[previous_queues:]
+            previous_queues = len(stats.queue_seconds)
+            refused = sum(stats.resumes_refused.values())
             stats.timeline.append(
                 {
                     "t": round(stats.elapsed(), 1),
@@ -418,10 +432,17 @@ class Swarm:
                     "bytes": stats.bytes_received - previous_bytes,
                     "input_ack_ms_p50": _quantile(acks, 0.5),
                     "input_ack_ms_p99": _quantile(acks, 0.99),
+                    "rtt_ms_p50": _quantile(rtts, 0.5),
+                    "rtt_ms_p99": _quantile(rtts, 0.99),
+                    "queue_seconds_max": max(queues, default=None),
+                    "joins": len(queues),
+                    "resumes": stats.resumes - previous_resumes,
+                    "resumes_refused": refused - previous_refused,
                     "errors": sum(stats.errors.values()),
                 }
             )
             previous_updates, previous_bytes = stats.updates, stats.bytes_received
+            previous_resumes, previous_refused = stats.resumes, refused
 
 
 _BOT_FAILURES = (

@@ -11,17 +11,34 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($python --version)"
   "$python" -m venv .venv
 fi
-echo "setup: installing arena[dev] into .venv"
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# What was installed is remembered by a hash of what it was installed from: unchanged, nothing is reinstalled.
+python_stamp=".venv/.arena-installed"
+python_hash=$(cat pyproject.toml <(.venv/bin/python --version) | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$python_stamp" 2>/dev/null)" != "$python_hash" ]; then
+  echo "setup: installing arena[dev] into .venv"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  # setuptools warns on every editable install that a folder named like a package shadows it: here that folder
+  # is the package itself, so the warning says nothing
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --quiet -e '.[dev]'
+  echo "$python_hash" > "$python_stamp"
+else
+  echo "setup: .venv is up to date with pyproject.toml"
+fi
 
 if [ -f client_web/package-lock.json ]; then
   if ! command -v npm >/dev/null; then
     echo "setup: npm is missing: install Node.js 18 or newer (Debian: apt-get install nodejs npm), then run again" >&2
     exit 1
   fi
-  echo "setup: installing the browser client's packages (npm ci in client_web)"
-  (cd client_web && npm ci --no-audit --no-fund --loglevel=error)
+  npm_stamp="client_web/node_modules/.arena-installed"
+  npm_hash=$(sha256sum client_web/package-lock.json | cut -d' ' -f1)
+  if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_hash" ]; then
+    echo "setup: installing the browser client's packages (npm ci in client_web)"
+    (cd client_web && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$npm_hash" > "$npm_stamp"
+  else
+    echo "setup: client_web/node_modules is up to date with package-lock.json"
+  fi
 fi
 
 if [ "${1:-}" = "--test-packages" ]; then

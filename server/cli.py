@@ -35,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--match-seconds", type=int, default=defaults.match_seconds, help="length of a match (default %(default)s)"
     )
-    serve.add_argument("--seed", type=int, default=None, help="seed every match with this, to reproduce one")
+    serve.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed every match with this, to reproduce one (default: a new seed per match)",
+    )
     serve.add_argument(
         "--simulate-latency-ms",
         type=int,
@@ -65,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a queue waits for more players before a match starts with fewer (or bots); "
         "default: per mode (duel 10, ffa 5)",
     )
-    serve.add_argument("--no-bots", action="store_true", help="never fill missing seats with server-side bots")
+    serve.add_argument(
+        "--no-bots",
+        action="store_true",
+        help="never fill missing seats with server-side bots (default: bots fill them)",
+    )
     serve.add_argument(
         "--resume-seconds",
         type=float,
@@ -131,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a page origin (https://host[:port], 'null' or '*') allowed to open a WebSocket besides the server's "
         "own (repeatable; default: the server's own origin and pages on localhost)",
     )
-    limits.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve https:// and wss://")
-    limits.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    limits.add_argument(
+        "--tls-cert", metavar="FILE", help="PEM certificate chain: serve https:// and wss:// (default: plain http)"
+    )
+    limits.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert (default: none)")
     operations = serve.add_argument_group("operations (docs/operations.md)")
     operations.add_argument(
         "--admin-token-file",
