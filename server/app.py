@@ -123,7 +123,7 @@ def default_max_connections() -> int:
 class ArenaServer:
     config: ServerConfig
     rules: Rules = attrs.field(init=False)
-    metrics: Metrics = attrs.field(factory=Metrics, init=False)
+    metrics: Metrics = attrs.field(init=False)
     statistics: TickStatistics = attrs.field(init=False)
     authenticator: Authenticator = attrs.field(init=False)
     sessions: set[Session] = attrs.field(factory=set, init=False)
@@ -162,6 +162,7 @@ class ArenaServer:
             tick_rate=config.tick_rate, kill_limit=config.kill_limit, duration_seconds=config.match_seconds
         )
         self.authenticator = Authenticator(config.auth)
+        self.metrics = Metrics(modes=tuple(mode.name for mode in config.modes))
         self.statistics = TickStatistics(observe=self._observe_tick)
         self.metrics.watch(self)
         self._welcome_frame = encode(self._welcome())
@@ -279,7 +280,7 @@ class ArenaServer:
             "backlog_overflows": self.traffic()["arena_backlog_overflows"],
             "counters": self._counters(),
             "limit_hits": {limit: int(n) for limit, n in sorted(metrics.totals(metrics.limit_hits).items()) if n},
-            "close_codes": {code: int(n) for code, n in sorted(metrics.totals(metrics.closes).items())},
+            "close_codes": {code: int(n) for code, n in sorted(metrics.totals(metrics.closes).items()) if n},
         }
 
     def _counters(self) -> dict[str, int]:

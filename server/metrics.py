@@ -41,9 +41,13 @@ LIMITS = (
 
 
 class Metrics:
-    """The event instruments of one server, and its Prometheus registry."""
+    """The event instruments of one server, and its Prometheus registry.
 
-    def __init__(self) -> None:
+    Every label value known in advance starts at zero, so that rates and alerts see a series before its first
+    event (Prometheus' advice for labelled counters).
+    """
+
+    def __init__(self, modes: tuple[str, ...] = ()) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.tick_lateness = Histogram(
             "arena_tick_lateness_seconds",
@@ -91,8 +95,22 @@ class Metrics:
         )
         self.closes = Counter("arena_closes", "Closed WebSocket sessions, by close code", ["code"], registry=registry)
         self.admin_actions = Counter("arena_admin_actions", "Operator actions", ["action"], registry=registry)
-        for limit in LIMITS:
-            self.limit_hits.labels(limit=limit)
+        for counter, label, values in (
+            (self.limit_hits, "limit", LIMITS),
+            (self.auth_failures, "where", ("upgrade", "hello", "admin")),
+            (self.admin_actions, "action", ("end_match", "kick", "drain")),
+            (self.joins_refused, "reason", ("reservation", "match_over", "match_full", "no_match")),
+            (
+                self.resumes_refused,
+                "reason",
+                ("unknown_token", "not_yours", "match_over", "window_expired", "no_match"),
+            ),
+            (self.closes, "code", ("1000", "1001", "1006", "1008", "1011", "4002", "4003")),
+            (self.matches_formed, "mode", modes),
+            (self.queue_wait, "mode", modes),
+        ):
+            for value in values:
+                counter.labels(**{label: value})
 
     def watch(self, server: ArenaServer) -> None:
         """Report `server`'s state at every scrape."""
@@ -127,6 +145,9 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         server = self._server
         yield _gauge("arena_tcp_connections", "Open TCP connections (HTTP and WebSocket)", server.connections.total)
+        yield _gauge(
+            "arena_tcp_connections_limit", "The cap on open TCP connections (0: none)", server.connections.max_total
+        )
         yield _gauge_by(
             "arena_sessions", "Open WebSocket sessions by state", "state", server.sessions_by_state().items()
         )

@@ -3,6 +3,9 @@ as players play; and who may read it."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
@@ -82,3 +85,16 @@ async def test_metrics_are_open_to_the_configured_networks_and_the_admin_token(s
     assert b"--metrics-from" in refused.body
     samples = await scrape(server.port, extra=f"Authorization: Bearer {ADMIN_TOKEN}\r\n")
     assert value(samples, "arena_tcp_connections") >= 1
+
+
+async def test_every_metric_the_docs_and_the_dashboard_name_is_exported(server):
+    root = Path(__file__).resolve().parents[2]
+    named = set(re.findall(r"\barena_[a-z_]+", (root / "docs" / "grafana-dashboard.json").read_text()))
+    named |= set(re.findall(r"`(arena_[a-z_]+)`", (root / "docs" / "operations.md").read_text()))
+    response = await http_get(server.port, "/metrics")
+    exported = {
+        sample.name for family in text_string_to_metric_families(response.body.decode()) for sample in family.samples
+    }
+    exported |= {family.name for family in text_string_to_metric_families(response.body.decode())}
+    missing = sorted(name for name in named if name not in exported)
+    assert not missing, f"named in the docs or the dashboard but not exported: {missing}"
