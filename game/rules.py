@@ -69,6 +69,9 @@ class Rules:
     kill_limit: int = 10
     duration_seconds: int = 180
     spawn_clearance: int = 100
+    lag_compensation_seconds: float = 0.25
+    """How far back a shot may be judged (a client's round trip plus its interpolation delay); older claims are
+    clamped to it."""
 
     @property
     def player_step(self) -> float:
@@ -79,6 +82,11 @@ class Rules:
     def projectile_step(self) -> float:
         """Units a projectile travels in one tick."""
         return self.projectile_speed / self.tick_rate
+
+    @property
+    def lag_compensation_ticks(self) -> int:
+        """The most ticks a shot is judged in the past: `lag_compensation_seconds` in whole ticks."""
+        return round(self.lag_compensation_seconds * self.tick_rate)
 
     @property
     def fire_interval_ticks(self) -> int:

@@ -4,6 +4,13 @@ Rules of the step, in order: the match clock starts once `min_players` are prese
 respawn tick has come back at a free spawn point; each player's input is applied in player-id order (aim,
 move, fire); projectiles fly, stop at walls and the arena's edge, expire, or hit the first living enemy they
 touch; the match ends at the kill limit or when time runs out. A finished match no longer changes.
+
+Lag compensation (favour the shooter, within bounds): a shot fired with an input whose `view_tick` is L ticks
+old (at most `Rules.lag_compensation_ticks`; a view tick from the future counts as now) is launched as the
+shooter saw it: its spawn tick is set L ticks back, and the stretch of flight it would have flown by now is
+judged at once against where the other players were at each of those ticks (`MatchState.history`); a hit there
+counts if the target is still alive now. From then on it flies in the present like any other projectile. Every
+input of it is in `step`'s arguments, so a replay stays exact.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import attrs
 
 from game.events import Death, Event, Hit, MatchEnd, Respawn, ScoreLine
 from game.rules import Rules
-from game.state import MatchState, Player, PlayerInput, Projectile, next_random
+from game.state import HistoryFrame, MatchState, Player, PlayerInput, Projectile, next_random
 
 _DIAGONAL = 1 / math.sqrt(2)
 _MAX_AIM_MRAD = 3142
@@ -78,20 +85,26 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
 
     projectiles = dict(state.projectiles)
     next_projectile_id = state.next_projectile_id
+    blockers = _grown_walls(rules, margin=rules.projectile_radius)
     for pid in sorted(players):
         player_input = inputs.get(pid)
         if player_input is None:
             continue
         player = _apply_input(players[pid], player_input, rules)
         if player_input.fire and player.alive and tick >= player.next_fire_tick:
-            projectiles[next_projectile_id] = _launch(player, next_projectile_id, tick, rules)
+            lag = _lag(player_input.view_tick, tick, rules)
+            projectile = _launch(player, next_projectile_id, tick - lag, rules)
             next_projectile_id += 1
-            player = attrs.evolve(player, next_fire_tick=tick + rules.fire_interval_ticks)
+            players[pid] = attrs.evolve(player, next_fire_tick=tick + rules.fire_interval_ticks)
+            if not lag or not _rewound_flight_hit(projectile, tick, state.history, players, events, rules, blockers):
+                projectiles[projectile.id] = projectile
+            continue
         players[pid] = player
 
-    blockers = _grown_walls(rules, margin=rules.projectile_radius)
     # Living players in id order and where projectiles can hit them (nobody moves while projectiles fly).
     targets = [(pid, player.x, player.y) for pid, player in sorted(players.items()) if player.alive]
+    keep = rules.lag_compensation_ticks
+    history = (*state.history, (tick, tuple(targets)))[-keep:] if keep else ()
     life_ticks = rules.projectile_life_ticks
     for projectile_id in sorted(projectiles):
         projectile = projectiles[projectile_id]
@@ -106,21 +119,9 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
         target_id = _first_target(projectile, x, y, targets, rules)
         if target_id is None:
             continue
-        target = players[target_id]
         del projectiles[projectile_id]
-        hp = max(0, target.hp - rules.damage)
-        events.append(Hit(shooter=projectile.owner, target=target.id, damage=target.hp - hp, hp=hp))
-        if hp > 0:
-            players[target.id] = attrs.evolve(target, hp=hp)
-            continue
-        players[target.id] = attrs.evolve(
-            target, hp=0, deaths=target.deaths + 1, respawn_tick=tick + rules.respawn_ticks
-        )
-        targets = [entry for entry in targets if entry[0] != target.id]
-        shooter = players.get(projectile.owner)
-        if shooter is not None:
-            players[shooter.id] = attrs.evolve(shooter, kills=shooter.kills + 1)
-        events.append(Death(victim=target.id, killer=projectile.owner))
+        if _hit(players, events, projectile.owner, target_id, tick, rules):
+            targets = [entry for entry in targets if entry[0] != target_id]
 
     over = False
     if start_tick is not None:
@@ -143,8 +144,61 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
         start_tick=start_tick,
         end_tick=end_tick,
         over=over,
+        history=history,
     )
     return next_state, tuple(events)
+
+
+def _lag(view_tick: int | None, tick: int, rules: Rules) -> int:
+    """How many ticks back a shot made at `view_tick` is judged: none for no view or one from the future, at most
+    `lag_compensation_ticks` for an older one."""
+    if view_tick is None or view_tick >= tick:
+        return 0
+    return min(tick - view_tick, rules.lag_compensation_ticks)
+
+
+def _rewound_flight_hit(
+    projectile: Projectile,
+    tick: int,
+    history: tuple[HistoryFrame, ...],
+    players: dict[int, Player],
+    events: list[Event],
+    rules: Rules,
+    blockers: tuple[_GrownWall, ...],
+) -> bool:
+    """Fly a lag-compensated projectile from its (earlier) spawn tick up to `tick`, judged at each of those ticks
+    against where players were then. True if it ended there (a wall, the edge, or a hit on a player still alive)."""
+    positions = dict(history)
+    for past in range(projectile.spawn_tick + 1, tick):
+        x, y = projectile_position(projectile, past, rules)
+        if _blocked(x, y, rules, blockers):
+            return True
+        then = [
+            entry for entry in positions.get(past, ()) if players.get(entry[0]) is not None and players[entry[0]].alive
+        ]
+        target_id = _first_target(projectile, x, y, then, rules)
+        if target_id is not None:
+            _hit(players, events, projectile.owner, target_id, tick, rules)
+            return True
+    return False
+
+
+def _hit(
+    players: dict[int, Player], events: list[Event], shooter_id: int, target_id: int, tick: int, rules: Rules
+) -> bool:
+    """A projectile of `shooter_id` hits `target_id` at `tick`: damage, and a kill at 0 hp. True if it killed."""
+    target = players[target_id]
+    hp = max(0, target.hp - rules.damage)
+    events.append(Hit(shooter=shooter_id, target=target_id, damage=target.hp - hp, hp=hp))
+    if hp > 0:
+        players[target_id] = attrs.evolve(target, hp=hp)
+        return False
+    players[target_id] = attrs.evolve(target, hp=0, deaths=target.deaths + 1, respawn_tick=tick + rules.respawn_ticks)
+    shooter = players.get(shooter_id)
+    if shooter is not None:
+        players[shooter_id] = attrs.evolve(shooter, kills=shooter.kills + 1)
+    events.append(Death(victim=target_id, killer=shooter_id))
+    return True
 
 
 def projectile_position(projectile: Projectile, tick: int, rules: Rules) -> tuple[float, float]:

@@ -27,6 +27,10 @@ def next_random(rng_state: int) -> tuple[int, int]:
     return rng_state, z ^ (z >> 31)
 
 
+HistoryFrame = tuple[int, tuple[tuple[int, float, float], ...]]
+"""(tick, ((player id, x, y) of each living player, in id order))."""
+
+
 @attrs.frozen
 class PlayerInput:
     """What a player wants this tick: a move direction (each axis -1, 0 or 1), an aim angle in radians, fire.
@@ -39,6 +43,9 @@ class PlayerInput:
     move_y: int = 0
     aim: float = 0.0
     fire: bool = False
+    view_tick: int | None = None
+    """The tick the client was showing other players at when it made this input (its interpolation view): a shot
+    is judged against other players as they were then (`Rules.lag_compensation_seconds` at most). None: now."""
 
 
 @attrs.frozen
@@ -82,6 +89,9 @@ class MatchState:
     start_tick: int | None = None
     end_tick: int | None = None
     over: bool = False
+    history: tuple[HistoryFrame, ...] = ()
+    """Where the living players were at each of the last `Rules.lag_compensation_ticks` ticks, oldest first:
+    what lag-compensated shots are judged against."""
 
     @classmethod
     def initial(cls, *, seed: int, rules: Rules | None = None) -> MatchState:
