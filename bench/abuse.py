@@ -110,7 +110,7 @@ async def _flood(client: RawClient, first: bytes, data: bytes) -> None:
 
 
 async def _hello(client: RawClient, token: str) -> None:
-    await client.send_message({"t": "hello", "protocol": 1, "token": token, "name": "attacker"})
+    await client.send_message({"t": "hello", "protocol": 2, "token": token, "name": "attacker"})
 
 
 async def _tokens(url: str, count: int) -> list[str]:

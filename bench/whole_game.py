@@ -54,7 +54,7 @@ class Player:
         self.seq += 1
         rng = self.rng
         message = Input(seq=self.seq, mx=rng.choice((-1, 0, 1)), my=rng.choice((-1, 0, 1)), aim=rng.uniform(-3, 3),
-                        fire=rng.random() < 0.5)  # fmt: skip
+                        fire=rng.random() < 0.5, view=0)  # fmt: skip
         assert self.counter.sock is not None
         self.counter.sock.sendall(bytes(self.counter.framing.send_data(encode(message), fin=True)))
         self.next_input_at += self.input_interval

@@ -178,11 +178,16 @@ class ArenaClient:
         await self.receive_until(_first_snapshot, timeout=timeout)
         return joined
 
-    async def send_input(self, *, mx: int = 0, my: int = 0, aim: float = 0.0, fire: bool = False) -> int:
-        """Send the input to hold from now on; returns its sequence number."""
+    async def send_input(
+        self, *, mx: int = 0, my: int = 0, aim: float = 0.0, fire: bool = False, view: int | None = None
+    ) -> int:
+        """Send the input to hold from now on; returns its sequence number. `view` is the tick the bot sees the
+        other players at: by default the newest state it holds (a bot draws nothing, so it shows no older one)."""
         seq = self.next_seq
         self.next_seq += 1
-        await self.send(Input(seq=seq, mx=mx, my=my, aim=aim, fire=fire))
+        if view is None:
+            view = self.view.tick if self.view is not None else 0
+        await self.send(Input(seq=seq, mx=mx, my=my, aim=aim, fire=fire, view=view))
         return seq
 
     async def drop_connection(self) -> None:

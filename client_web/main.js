@@ -331,7 +331,9 @@ class Game {
       return;
     }
     const seq = this.net.nextSeq();
-    if (!this.net.send({ t: "input", seq, mx, my, aim: this.aim, fire })) return;
+    // the tick other players are drawn at: shots are judged against them as they were then (lag compensation)
+    const view = Math.max(0, Math.round(this.#renderTicks(now).past));
+    if (!this.net.send({ t: "input", seq, mx, my, aim: this.aim, fire, view })) return;
     this.lastSent = { mx, my, fire, aimMrad };
     this.prediction.step(seq, mx, my, now);
   }

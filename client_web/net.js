@@ -9,7 +9,7 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const DEFAULT_MODE = "ffa";
 
 const BACKOFF_BASE_MS = 100;

@@ -159,7 +159,10 @@ class ArenaServer:
         """Raises ValueError (or OSError for a TLS file) if the configuration cannot work."""
         config = self.config
         self.rules = Rules(
-            tick_rate=config.tick_rate, kill_limit=config.kill_limit, duration_seconds=config.match_seconds
+            tick_rate=config.tick_rate,
+            kill_limit=config.kill_limit,
+            duration_seconds=config.match_seconds,
+            lag_compensation_seconds=config.lag_compensation_seconds,
         )
         self.authenticator = Authenticator(config.auth)
         self.metrics = Metrics(modes=tuple(mode.name for mode in config.modes))
@@ -366,6 +369,7 @@ class ArenaServer:
                 "duration_seconds": rules.duration_seconds,
                 "min_players": rules.min_players,
                 "max_players": rules.max_players,
+                "lag_compensation_seconds": rules.lag_compensation_seconds,
             },
             modes=[
                 {"name": m.name, "min_players": m.min_players, "max_players": m.max_players} for m in self.config.modes
@@ -842,7 +846,14 @@ class ArenaServer:
             if session.player_id is not None:
                 move_x, move_y, aim = message.mx, message.my, float(message.aim)
                 session.receive_input(
-                    PlayerInput(seq=message.seq, move_x=move_x, move_y=move_y, aim=aim, fire=message.fire)
+                    PlayerInput(
+                        seq=message.seq,
+                        move_x=move_x,
+                        move_y=move_y,
+                        aim=aim,
+                        fire=message.fire,
+                        view_tick=message.view,
+                    )
                 )
         elif isinstance(message, Refresh):
             self._refresh(session, message.token)

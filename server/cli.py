@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--match-seconds", type=int, default=defaults.match_seconds, help="length of a match (default %(default)s)"
     )
     serve.add_argument(
+        "--lag-compensation-ms",
+        type=int,
+        default=round(defaults.lag_compensation_seconds * 1000),
+        help="how far back a shot may be judged against where the others were (0: off) (default %(default)s)",
+    )
+    serve.add_argument(
         "--seed",
         type=int,
         default=None,
@@ -212,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.queue_wait is not None and not 0 <= args.queue_wait <= 600:
         print(f"arena: --queue-wait must be from 0 to 600 seconds, got {args.queue_wait}", file=sys.stderr)
         return 2
+    if not 0 <= args.lag_compensation_ms <= 1000:
+        print(f"arena: --lag-compensation-ms must be from 0 to 1000, got {args.lag_compensation_ms}", file=sys.stderr)
+        return 2
     if not 0 <= args.simulate_latency_ms <= 10_000:
         print(f"arena: --simulate-latency-ms must be from 0 to 10000, got {args.simulate_latency_ms}", file=sys.stderr)
         return 2
@@ -246,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_limit=args.kill_limit,
         match_seconds=args.match_seconds,
         seed=args.seed,
+        lag_compensation_seconds=args.lag_compensation_ms / 1000,
         simulated_latency=args.simulate_latency_ms / 1000,
         auth=auth,
         resume_window=args.resume_seconds,

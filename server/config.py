@@ -57,6 +57,7 @@ class ServerConfig:
         client_dir: the browser client's files, served at /.
         kill_limit, match_seconds: a match ends when a player reaches `kill_limit` kills or after this long.
         seed: the seed of every match's randomness, to reproduce a match; None draws a new seed per match.
+        lag_compensation_seconds: how far back a shot may be judged (docs/protocol.md); 0 turns it off.
         auth: how tokens are verified, and whether guest tokens are handed out.
         modes: the match modes players can queue for.
         reservation_seconds: how long a seat reservation waits to be redeemed with `join`.
@@ -96,6 +97,7 @@ class ServerConfig:
     kill_limit: int = 10
     match_seconds: int = 180
     seed: int | None = None
+    lag_compensation_seconds: float = 0.25
     simulated_latency: float = 0.0
     auth: AuthConfig = attrs.field(factory=AuthConfig)
     modes: tuple[Mode, ...] = DEFAULT_MODES

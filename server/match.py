@@ -381,7 +381,7 @@ class Match:
             if seat.subject is None or (seat.session is None and self.bot_takes_over):
                 inputs[player_id] = game.bot_input(self.state, player_id)
             elif seat.session is not None:
-                player_input = seat.session.next_input()
+                player_input = seat.session.next_input(self.state.tick + 1)
                 if player_input is not None:
                     inputs[player_id] = player_input
         self.state, events = game.step(self.state, inputs)

@@ -1,4 +1,4 @@
-"""The messages of Arena's wire protocol, version 1 (docs/protocol.md), as frozen values.
+"""The messages of Arena's wire protocol, version 2 (docs/protocol.md), as frozen values.
 
 Messages from clients are untrusted: their classes validate every field on construction, and a value that
 fails raises `ValueError` or `TypeError`, which the codec turns into a close with code 1007. Messages from the
@@ -15,7 +15,7 @@ import attrs
 
 from game import Delta, Snapshot
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_NAME_LENGTH = 24
 MAX_SEQUENCE = 2**32 - 1
 MAX_AIM = math.pi
@@ -159,6 +159,8 @@ class Input:
     my: int = attrs.field(validator=_integer(-1, 1))
     aim: float = attrs.field(validator=_finite_number(-MAX_AIM, MAX_AIM))
     fire: bool = attrs.field(validator=_boolean)
+    view: int = attrs.field(validator=_integer(0, MAX_SEQUENCE))
+    """The tick the client was showing other players at (its interpolation view): shots are judged then."""
 
 
 @attrs.frozen

@@ -77,6 +77,8 @@ class Session:
     """Inputs received and not applied yet, oldest first (at most `INPUT_QUEUE_LENGTH`); the match applies one
     per tick."""
     rtt_ms: int = 0
+    _view_lag: int = attrs.field(default=0, init=False)
+    """How many ticks behind the server the latest input's view was when it was first applied."""
     needs_snapshot: bool = False
     overflows: int = 0
     messages_received: int = 0
@@ -266,11 +268,18 @@ class Session:
             if len(self.pending_inputs) > INPUT_QUEUE_LENGTH:
                 del self.pending_inputs[0]
 
-    def next_input(self) -> PlayerInput | None:
-        """The input to apply this tick: the oldest waiting one, else the last one again."""
+    def next_input(self, tick: int) -> PlayerInput | None:
+        """The input to apply at `tick`: the oldest waiting one, else the last one again. A held input's view
+        moves on with the ticks (the client's view does), so a held trigger is judged as late as the first shot."""
         if self.pending_inputs:
-            self.latest_input = self.pending_inputs.pop(0)
-        return self.latest_input
+            arrived = self.latest_input = self.pending_inputs.pop(0)
+            if arrived.view_tick is not None:
+                self._view_lag = tick - arrived.view_tick
+            return arrived
+        latest = self.latest_input
+        if latest is not None and latest.fire and latest.view_tick is not None:
+            return attrs.evolve(latest, view_tick=tick - self._view_lag)
+        return latest
 
     def reset_inputs(self) -> None:
         """Forget all inputs (the session left its seat, or took one)."""

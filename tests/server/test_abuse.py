@@ -44,7 +44,7 @@ ATTACKER_ADDRESS = "127.0.0.3"
 def hello(index: int = 0) -> bytes:
     """A hello frame of attacker number `index` (each its own player)."""
     token = make_token(f"attacker{index}")
-    return frame(OP_BINARY, msgpack.packb({"t": "hello", "protocol": 1, "name": "attacker", "token": token}))
+    return frame(OP_BINARY, msgpack.packb({"t": "hello", "protocol": 2, "name": "attacker", "token": token}))
 
 
 async def _count_updates(client: ArenaClient, counts: list[int]) -> None:

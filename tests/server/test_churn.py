@@ -24,7 +24,7 @@ async def test_ten_thousand_sessions_leave_nothing_behind(server_factory):
         nonlocal opened
         for index in range(first, first + count):
             token = make_token(f"churner{index}")
-            hello = msgpack.packb({"t": "hello", "protocol": 1, "name": "churner", "token": token})
+            hello = msgpack.packb({"t": "hello", "protocol": 2, "name": "churner", "token": token})
             ws, _ = await open_raw_websocket(server.port)
             await ws.send(frame(OP_BINARY, hello))
             await ws.receive_data_frame()  # welcome

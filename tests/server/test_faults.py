@@ -7,7 +7,7 @@ import trio
 import game
 from bots.client import connect
 from server.app import ArenaServer
-from server.messages import Hello, Left
+from server.messages import PROTOCOL_VERSION, Hello, Left
 from tests.conftest import make_token
 
 
@@ -42,7 +42,7 @@ async def test_an_error_while_handling_a_message_closes_that_client_with_1011(se
         await bystander.join()
         monkeypatch.setattr(ArenaServer, "_handle_message", broken_handler)
         async with connect(url, name=None) as victim:
-            await victim.send(Hello(protocol=1, token=make_token("victim"), name="victim"))
+            await victim.send(Hello(protocol=PROTOCOL_VERSION, token=make_token("victim"), name="victim"))
             closed = await victim.receive_until_closed(timeout=3)
         assert closed.code == 1011
         deltas_before = bystander.deltas_received

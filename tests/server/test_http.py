@@ -39,7 +39,7 @@ async def test_healthz_on_an_idle_server_reports_ok_and_no_matches(server: Arena
     assert response.headers["content-type"].startswith("application/json")
     report = response.json()
     assert report["status"] == "ok"
-    assert report["protocol"] == 1
+    assert report["protocol"] == 2
     assert report["tick_rate"] == server.config.tick_rate
     assert report["matches"] == 0
     assert report["players"] == 0

@@ -11,7 +11,7 @@ import trio_websocket
 
 from bots.client import RefusedError, connect, guest_token, http_request
 from server.auth import AuthConfig
-from server.messages import Hello, Joined, Refresh
+from server.messages import PROTOCOL_VERSION, Hello, Joined, Refresh
 from tests.conftest import TEST_SECRET, make_token, ws_url
 
 BAD_TOKENS = {
@@ -44,7 +44,7 @@ async def test_a_bad_token_in_the_upgrade_header_gets_401_with_the_reason(url, c
 @pytest.mark.parametrize("case", sorted(BAD_TOKENS))
 async def test_a_bad_token_in_hello_closes_with_1008_and_the_reason(server, url, case):
     async with connect(url, name=None) as client:
-        await client.send(Hello(protocol=1, token=BAD_TOKENS[case](), name="x"))
+        await client.send(Hello(protocol=PROTOCOL_VERSION, token=BAD_TOKENS[case](), name="x"))
         closed = await client.receive_until_closed()
     assert closed.code == 1008
     assert REASONS[case] in closed.reason
@@ -53,7 +53,7 @@ async def test_a_bad_token_in_hello_closes_with_1008_and_the_reason(server, url,
 
 async def test_no_token_at_all_closes_with_1008(url):
     async with connect(url, name=None) as client:
-        await client.send(Hello(protocol=1, name="anonymous"))
+        await client.send(Hello(protocol=PROTOCOL_VERSION, name="anonymous"))
         closed = await client.receive_until_closed()
     assert closed.code == 1008
     assert "token" in closed.reason

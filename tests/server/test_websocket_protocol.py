@@ -32,7 +32,7 @@ from tests.server.rawws import (
     upgrade_request,
 )
 
-HELLO = msgpack.packb({"t": "hello", "protocol": 1, "name": "raw", "token": make_token("raw-client")})
+HELLO = msgpack.packb({"t": "hello", "protocol": 2, "name": "raw", "token": make_token("raw-client")})
 QUEUE = msgpack.packb({"t": "queue", "mode": "ffa"})
 
 
@@ -44,7 +44,7 @@ async def open_and_read_welcome(server: ArenaServer, *, extra: str = "") -> RawW
     assert first.fin and first.rsv == 0 and not first.masked, first
     welcome = msgpack.unpackb(first.payload)
     assert welcome["t"] == "welcome"
-    assert welcome["protocol"] == 1
+    assert welcome["protocol"] == 2
     return ws
 
 
