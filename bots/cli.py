@@ -33,10 +33,11 @@ MAX_PROCESSES = 16
 PLAIN_PROGRESS_SECONDS = 5.0
 REPORTS_DIR = Path(".arena") / "reports"
 """Where reports go by default: hidden, and ignored by the repository."""
-USAGE = """usage: arena {serve,bots} ...
+USAGE = """usage: arena {serve,bots,replay} ...
 
   arena serve [options]   run a game server with the browser client at / (arena serve --help)
   arena bots [options]    run a bot swarm against a server and report (arena bots --help)
+  arena replay FILE       re-simulate a recorded match; --verify checks its state hashes (arena replay --help)
 """
 
 
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "bots":
         return swarm_main(argv[1:], prog="arena bots")
+    if argv and argv[0] == "replay":
+        from server.replay import main as replay_main
+
+        return replay_main(argv[1:])
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0

@@ -68,6 +68,8 @@ from server.messages import (
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import Metrics
 from server.proxies import client_address, is_trusted, parse_networks
+from server.recording import REPLAY_ID, list_replays
+from server.recording import SUFFIX as REPLAY_SUFFIX
 from server.session import Session
 from server.timers import Timers
 from server.web import (
@@ -208,6 +210,9 @@ class ArenaServer:
                 resume_window=self.config.resume_window,
                 bot_takes_over=self.config.bot_takes_over,
                 seed=self.config.seed,
+                replay_dir=self.config.replay_dir,
+                replay_keep=self.config.replay_keep,
+                replay_max_age_seconds=self.config.replay_max_age_days * 86400,
             )
             self._matchmaker = Matchmaker(
                 directory=self._directory, modes=self.config.modes, reservation_seconds=self.config.reservation_seconds
@@ -607,6 +612,8 @@ class ArenaServer:
             )
         elif request.path == "/healthz":
             await respond_json(stream, connection, 200, self.health(), head_only=head_only)
+        elif request.path == "/replays" or request.path.startswith("/replays/"):
+            await self._answer_replays(stream, connection, request.path, head_only=head_only)
         elif request.path == "/metrics":
             if not is_trusted(address, self._metrics_networks) and not self._is_admin(request):
                 body = b"/metrics is open to --metrics-from networks (and the admin token) only\n"
@@ -641,6 +648,29 @@ class ArenaServer:
             connection,
             200,
             {"token": token, "player": identity.subject, "name": name, "expires_in": expires_in},
+        )
+
+    async def _answer_replays(
+        self, stream: trio.abc.Stream, connection: h11.Connection, path: str, *, head_only: bool
+    ) -> None:
+        """GET /replays lists the recorded matches; GET /replays/{id} downloads one (docs/protocol.md)."""
+        directory = self.config.replay_dir
+        if directory is None:
+            await respond(stream, connection, 404, b"matches are not recorded on this server (--replay-dir)\n")
+            return
+        if path == "/replays":
+            replays = await trio.to_thread.run_sync(list_replays, directory) if directory.exists() else []
+            await respond_json(stream, connection, 200, {"replays": replays}, head_only=head_only)
+            return
+        replay_id = path[len("/replays/") :]
+        file = directory / f"{replay_id}{REPLAY_SUFFIX}"
+        if not REPLAY_ID.match(replay_id) or not await trio.Path(file).is_file():
+            await respond(stream, connection, 404, f"no replay {replay_id[:80]!r}\n".encode(), head_only=head_only)
+            return
+        body = await trio.Path(file).read_bytes()
+        headers = (("Content-Disposition", f'attachment; filename="{file.name}"'),)
+        await respond(
+            stream, connection, 200, body, content_type="application/octet-stream", headers=headers, head_only=head_only
         )
 
     def _is_admin(self, request: HttpRequest) -> bool:

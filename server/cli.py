@@ -54,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="development: hold back every frame the server sends by this long, to try the netcode at a real "
         "round trip (default %(default)s)",
     )
+    replays = serve.add_argument_group("replays (docs/protocol.md)")
+    replays.add_argument(
+        "--replay-dir",
+        default=str(DEFAULT_REPLAY_DIR),
+        metavar="DIR",
+        help="record every match here, served at /replays (default %(default)s)",
+    )
+    replays.add_argument("--no-replays", action="store_true", help="record nothing (default: every match recorded)")
+    replays.add_argument(
+        "--replay-keep", type=int, default=defaults.replay_keep, help="recordings kept at most (default %(default)s)"
+    )
+    replays.add_argument(
+        "--replay-max-age-days",
+        type=float,
+        default=defaults.replay_max_age_days,
+        help="recordings older than this are deleted (default %(default)s)",
+    )
     auth = serve.add_argument_group("authentication")
     auth.add_argument(
         "--auth-algorithm",
@@ -176,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEFAULT_REPLAY_DIR = Path(".arena") / "replays"
+
 GC_THRESHOLDS = (20_000, 20, 100)
 """Young collections every 20,000 container allocations instead of 700, and full ones a fifth as often: a tick
 allocates thousands of short-lived dicts that reference counting frees, and every collection pauses all matches
@@ -256,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         match_seconds=args.match_seconds,
         seed=args.seed,
         lag_compensation_seconds=args.lag_compensation_ms / 1000,
+        replay_dir=None if args.no_replays else Path(args.replay_dir),
+        replay_keep=args.replay_keep,
+        replay_max_age_days=args.replay_max_age_days,
         simulated_latency=args.simulate_latency_ms / 1000,
         auth=auth,
         resume_window=args.resume_seconds,

@@ -180,6 +180,42 @@ def decode_client(data: bytes) -> ClientMessage:
         raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"{tag}: {error}"[:120]) from None
 
 
+REPLAY_LIMITS: dict[str, Any] = {
+    "max_buffer_size": 16 * 1024 * 1024,
+    "max_str_len": 4096,
+    "max_bin_len": 0,
+    "max_array_len": 4096,
+    "max_map_len": 4096,
+    "max_ext_len": 0,
+}
+"""Bounds for reading a replay file, which may come from anywhere."""
+
+
+def pack_replay_record(record: Any) -> bytes:
+    """One record of a replay file (server.recording), as msgpack."""
+    packed: bytes = msgpack.packb(record)
+    return packed
+
+
+def unpack_replay_records(data: bytes) -> list[Any]:
+    """The records in decompressed replay bytes, in order; a record cut off at the end is left out.
+
+    Raises:
+        ValueError: if the bytes are not msgpack records (a foreign or corrupt file).
+    """
+    unpacker = msgpack.Unpacker(strict_map_key=False, raw=False, **REPLAY_LIMITS)
+    unpacker.feed(data)
+    records = []
+    try:
+        for record in unpacker:
+            records.append(record)
+    except msgpack.OutOfData:
+        pass
+    except Exception as error:
+        raise ValueError(f"not a replay record after {len(records)} records: {error or type(error).__name__}") from None
+    return records
+
+
 def decode_server(data: bytes) -> ServerMessage:
     """Parse one frame from a server (for clients such as the bots).
 

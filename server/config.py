@@ -58,6 +58,8 @@ class ServerConfig:
         kill_limit, match_seconds: a match ends when a player reaches `kill_limit` kills or after this long.
         seed: the seed of every match's randomness, to reproduce a match; None draws a new seed per match.
         lag_compensation_seconds: how far back a shot may be judged (docs/protocol.md); 0 turns it off.
+        replay_dir: where every match is recorded (server.recording); None records nothing.
+        replay_keep, replay_max_age_days: the most recordings kept, and for how long; older ones are deleted.
         auth: how tokens are verified, and whether guest tokens are handed out.
         modes: the match modes players can queue for.
         reservation_seconds: how long a seat reservation waits to be redeemed with `join`.
@@ -98,6 +100,9 @@ class ServerConfig:
     match_seconds: int = 180
     seed: int | None = None
     lag_compensation_seconds: float = 0.25
+    replay_dir: Path | None = None
+    replay_keep: int = 1000
+    replay_max_age_days: float = 7.0
     simulated_latency: float = 0.0
     auth: AuthConfig = attrs.field(factory=AuthConfig)
     modes: tuple[Mode, ...] = DEFAULT_MODES

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -16,6 +17,7 @@ import trio
 from game import Rules
 from server.match import Match, SeatError, TickStatistics
 from server.matchmaker import Mode
+from server.recording import FLUSH_SECONDS, MatchRecorder, ReplayFile, prune, replay_path
 
 logger = logging.getLogger(__name__)
 
@@ -33,21 +35,32 @@ class InMemoryMatchDirectory:
     resume_window: float
     seed: int | None = None
     bot_takes_over: bool = False
+    replay_dir: Path | None = None
+    """Where matches are recorded (None: not recorded)."""
+    replay_keep: int = 1000
+    replay_max_age_seconds: float = 7 * 86400.0
     matches: dict[str, Match] = attrs.field(factory=dict, init=False)
     _matches_created: int = attrs.field(default=0, init=False)
 
     def create_match(self, mode: Mode, *, players: int, bots: int) -> str:
+        match_id = secrets.token_urlsafe(6)
+        rules = attrs.evolve(self.rules, max_players=mode.max_players)
+        seed = secrets.randbits(64) if self.seed is None else self.seed
+        recorder = None
+        if self.replay_dir is not None:
+            recorder = MatchRecorder.start(match_id=match_id, mode=mode.name, seed=seed, rules=rules)
         match = Match(
-            id=secrets.token_urlsafe(6),
+            id=match_id,
             mode=mode,
-            rules=attrs.evolve(self.rules, max_players=mode.max_players),
+            rules=rules,
             statistics=self.statistics,
             linger_seconds=self.linger_seconds,
             resume_window=self.resume_window,
             bot_takes_over=self.bot_takes_over,
-            seed=secrets.randbits(64) if self.seed is None else self.seed,
+            seed=seed,
             pending_reservations=players,
             tick_phase=(self._matches_created * GOLDEN_RATIO_FRACTION) % 1.0,
+            recorder=recorder,
         )
         self._matches_created += 1
         for _ in range(bots):
@@ -86,7 +99,11 @@ class InMemoryMatchDirectory:
     async def _run(self, match: Match) -> None:
         logger.info("match %s (%s) started, seed %d", match.id, match.mode.name, match.seed, extra={"match": match.id})
         try:
-            await match.run()
+            async with trio.open_nursery() as nursery:
+                if match.recorder is not None and self.replay_dir is not None:
+                    nursery.start_soon(self._write_replay, match, self.replay_dir)
+                await match.run()
+                nursery.cancel_scope.cancel()  # the writer writes what is left as it stops
         except Exception:
             logger.exception(
                 "match %s failed at tick %d (seed %d); its players were told", match.id, match.state.tick, match.seed
@@ -94,3 +111,41 @@ class InMemoryMatchDirectory:
         finally:
             del self.matches[match.id]
             logger.info("match %s closed after %d ticks", match.id, match.state.tick, extra={"match": match.id})
+
+    async def _write_replay(self, match: Match, directory: Path) -> None:
+        """Write the match's records out once a second, from a worker thread, until it has ended."""
+        recorder = match.recorder
+        assert recorder is not None
+        path = replay_path(directory, recorder.header)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            replay = await trio.to_thread.run_sync(ReplayFile, path)
+        except OSError as error:
+            logger.warning("match %s is not recorded: cannot write %s: %s", match.id, path, error.strerror)
+            match.recorder = None
+            return
+        try:
+            while not recorder.ended:
+                await trio.sleep(FLUSH_SECONDS)
+                data = recorder.take()
+                if data:
+                    await trio.to_thread.run_sync(replay.write, data)
+        except OSError as error:
+            logger.warning("match %s: recording stopped: %s: %s", match.id, path, error.strerror)
+            match.recorder = None
+        finally:
+            with trio.CancelScope(shield=True):
+                rest = recorder.take()
+                try:
+                    await trio.to_thread.run_sync(_finish, replay, rest)
+                    await trio.to_thread.run_sync(
+                        lambda: prune(directory, keep=self.replay_keep, max_age_seconds=self.replay_max_age_seconds)
+                    )
+                except OSError as error:
+                    logger.warning("match %s: could not finish its replay %s: %s", match.id, path, error.strerror)
+
+
+def _finish(replay: ReplayFile, rest: bytes) -> None:
+    if rest:
+        replay.write(rest)
+    replay.close()

@@ -32,6 +32,7 @@ from server.codec import encode
 from server.matchmaker import Mode
 from server.messages import Joined, Left, Spectating
 from server.outbox import binary_frame
+from server.recording import MatchRecorder
 from server.session import Session
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ class Match:
     """Where in the tick interval this match ticks (0 to 1): matches with phases spread apart do not all tick at
     the same moment, so none waits for the others' ticks (lateness)."""
     pending_reservations: int = 0
+    recorder: MatchRecorder | None = None
+    """Where what the match does is recorded for replays (None: not recorded)."""
     tick_cost: float = attrs.field(default=0.0, init=False)
     """Seconds one tick of this match takes, a moving average over its last few dozen ticks."""
     state: MatchState = attrs.field(init=False)
@@ -175,6 +178,8 @@ class Match:
     def add_bot(self) -> None:
         player_id = self._take_player_id()
         self.state = game.add_player(self.state, player_id, f"bot {player_id}")
+        if self.recorder is not None:
+            self.recorder.join(player_id, f"bot {player_id}")
         self.seats[player_id] = Seat(player_id=player_id, subject=None)
 
     def add_player(self, session: Session, subject: str) -> None:
@@ -188,7 +193,10 @@ class Match:
         if self.state.full:
             raise SeatError("the match is full", reason="match_full")
         player_id = self._take_player_id()
-        self.state = game.add_player(self.state, player_id, session.name or f"player {player_id}")
+        name = session.name or f"player {player_id}"
+        self.state = game.add_player(self.state, player_id, name)
+        if self.recorder is not None:
+            self.recorder.join(player_id, name)
         seat = Seat(player_id=player_id, subject=subject)
         self.seats[player_id] = seat
         self._attach(seat, session, resumed=False)
@@ -300,6 +308,8 @@ class Match:
     def _release(self, seat: Seat) -> None:
         del self.seats[seat.player_id]
         self.state = game.remove_player(self.state, seat.player_id)
+        if self.recorder is not None:
+            self.recorder.leave(seat.player_id)
         logger.info(
             "match %s: player %d's seat released",
             self.id,
@@ -367,6 +377,8 @@ class Match:
         finally:
             self.finished = True
             reason = "match_over" if self.state.over else "match_closed"
+            if self.recorder is not None:
+                self.recorder.end(self.state.tick, reason)
             for session in [seat.session for seat in self.seats.values() if seat.session] + list(self.spectators):
                 self.remove(session, reason=reason)
 
@@ -385,6 +397,8 @@ class Match:
                 if player_input is not None:
                     inputs[player_id] = player_input
         self.state, events = game.step(self.state, inputs)
+        if self.recorder is not None:
+            self.recorder.tick(self.state.tick, inputs, self.state)
         server_fields: dict[int, dict[str, int | str]] = {}
         for player_id, seat in self.seats.items():
             session = seat.session

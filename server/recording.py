@@ -1,0 +1,182 @@
+"""Every match recorded as it runs, in a compact versioned file that re-simulates it exactly (server.replay).
+
+Rules: a match's tick only appends a few small records to memory (its recorder); a task writes them out once a
+second from a worker thread, compressed, so a tick never waits on the disk and a crash loses at most the last
+second. The file holds what `game.step` was given and nothing it can derive: the seed and rules, the joins and
+leaves between ticks, and each player's input whenever it changes (an input holds until the next one), plus a
+state hash every `HASH_INTERVAL_TICKS` ticks to check a replay against.
+
+File format, version 1 (`<UTC start>_<match id>.arena-replay`): a zlib stream, flushed once a second, of msgpack
+records:
+- first, the header: {"format": "arena-replay", "version": 1, "match", "mode", "seed", "rules": {Rules' fields},
+  "started_at": Unix time, "hash_interval": N};
+- then per tick, in order: ["t", tick, ops, inputs] where ops are the joins and leaves since the previous tick,
+  in the order they happened (["join", player id, name] or ["leave", player id]), and inputs map each player id
+  whose input changed to [seq, mx, my, aim, fire, view] (view nil when absent) or nil (no input);
+- ["hash", tick, hex digest of the state after that tick] every N ticks;
+- last, ["end", tick, reason] when the match is over or closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import game
+from game import MatchState, PlayerInput, Rules
+from server.codec import pack_replay_record
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "arena-replay"
+VERSION = 1
+SUFFIX = ".arena-replay"
+HASH_INTERVAL_TICKS = 30
+FLUSH_SECONDS = 1.0
+REPLAY_ID = re.compile(r"^[0-9]{8}T[0-9]{6}_[A-Za-z0-9_-]{1,64}$")
+"""What a replay's id (its file name without the suffix) looks like; anything else is not one of ours."""
+
+
+def rules_to_wire(rules: Rules) -> dict[str, Any]:
+    fields = attrs.asdict(rules, recurse=True)
+    fields["walls"] = [[wall["x"], wall["y"], wall["width"], wall["height"]] for wall in fields["walls"]]
+    fields["spawn_points"] = [list(point) for point in rules.spawn_points]
+    return fields
+
+
+def input_to_wire(player_input: PlayerInput | None) -> list[Any] | None:
+    if player_input is None:
+        return None
+    i = player_input
+    return [i.seq, i.move_x, i.move_y, i.aim, i.fire, i.view_tick]
+
+
+@attrs.define(eq=False)
+class MatchRecorder:
+    """What one match has done since its start, as replay records waiting to be written."""
+
+    header: dict[str, Any]
+    _records: list[bytes] = attrs.field(factory=list, init=False)
+    _ops: list[list[Any]] = attrs.field(factory=list, init=False)
+    _held: dict[int, PlayerInput | None] = attrs.field(factory=dict, init=False)
+    ended: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._records.append(pack_replay_record(self.header))
+
+    @classmethod
+    def start(cls, *, match_id: str, mode: str, seed: int, rules: Rules) -> MatchRecorder:
+        return cls(
+            header={
+                "format": FORMAT,
+                "version": VERSION,
+                "match": match_id,
+                "mode": mode,
+                "seed": seed,
+                "rules": rules_to_wire(rules),
+                "started_at": time.time(),
+                "hash_interval": HASH_INTERVAL_TICKS,
+            }
+        )
+
+    def join(self, player_id: int, name: str) -> None:
+        self._ops.append(["join", player_id, name])
+
+    def leave(self, player_id: int) -> None:
+        self._ops.append(["leave", player_id])
+        self._held.pop(player_id, None)
+
+    def tick(self, tick: int, inputs: Mapping[int, PlayerInput], state: MatchState) -> None:
+        """The match stepped to `tick` with `inputs`, giving `state`."""
+        changed: dict[int, list[Any] | None] = {}
+        held = self._held
+        for player_id in state.players:
+            player_input = inputs.get(player_id)
+            if player_id not in held or held[player_id] != player_input:
+                held[player_id] = player_input
+                changed[player_id] = input_to_wire(player_input)
+        self._records.append(pack_replay_record(["t", tick, self._ops, changed]))
+        self._ops = []
+        if tick % HASH_INTERVAL_TICKS == 0:
+            self._records.append(pack_replay_record(["hash", tick, game.state_hash(state)]))
+
+    def end(self, tick: int, reason: str) -> None:
+        if not self.ended:
+            self.ended = True
+            self._records.append(pack_replay_record(["end", tick, reason]))
+
+    def take(self) -> bytes:
+        """The records made since the last call, packed end to end."""
+        records, self._records = self._records, []
+        return b"".join(records)
+
+
+class ReplayFile:
+    """A replay being written: a zlib stream flushed at every `write`, so what is on disk always decompresses.
+    Used from one worker thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = path.open("wb")
+        self._compressor = zlib.compressobj(level=6)
+
+    def write(self, data: bytes) -> None:
+        self._file.write(self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH))
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.write(self._compressor.flush(zlib.Z_FINISH))
+        self._file.close()
+
+
+def replay_path(directory: Path, header: Mapping[str, Any]) -> Path:
+    started = time.strftime("%Y%m%dT%H%M%S", time.gmtime(header["started_at"]))
+    return directory / f"{started}_{header['match']}{SUFFIX}"
+
+
+def list_replays(directory: Path) -> list[dict[str, Any]]:
+    """The replays in `directory`, newest first: id, match, start time, size."""
+    replays = []
+    for path in directory.glob(f"*{SUFFIX}"):
+        replay_id = path.name[: -len(SUFFIX)]
+        if not REPLAY_ID.match(replay_id):
+            continue
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        started, _, match = replay_id.partition("_")
+        replays.append(
+            {
+                "id": replay_id,
+                "match": match,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(started, "%Y%m%dT%H%M%S")),
+                "bytes": stat.st_size,
+                "url": f"/replays/{replay_id}",
+            }
+        )
+    return sorted(replays, key=lambda replay: replay["id"], reverse=True)
+
+
+def prune(directory: Path, *, keep: int, max_age_seconds: float) -> int:
+    """Delete the oldest replays beyond `keep` and any older than `max_age_seconds`; returns how many."""
+    paths = sorted(directory.glob(f"*{SUFFIX}"), key=lambda path: path.name, reverse=True)
+    now = time.time()
+    removed = 0
+    for index, path in enumerate(paths):
+        try:
+            too_old = now - path.stat().st_mtime > max_age_seconds
+            if index >= keep or too_old:
+                os.remove(path)
+                removed += 1
+        except OSError as error:
+            logger.warning("could not remove the old replay %s: %s", path, error.strerror)
+    return removed
