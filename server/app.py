@@ -210,6 +210,7 @@ class ArenaServer:
                 resume_window=self.config.resume_window,
                 bot_takes_over=self.config.bot_takes_over,
                 seed=self.config.seed,
+                spectator_delay=self.config.spectator_delay,
                 replay_dir=self.config.replay_dir,
                 replay_keep=self.config.replay_keep,
                 replay_max_age_seconds=self.config.replay_max_age_days * 86400,

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="record every match here, served at /replays (default %(default)s)",
     )
+    replays.add_argument(
+        "--spectator-delay",
+        type=float,
+        default=defaults.spectator_delay,
+        help="seconds spectators watch behind the players, against ghosting; 0: live (default %(default)s)",
+    )
     replays.add_argument("--no-replays", action="store_true", help="record nothing (default: every match recorded)")
     replays.add_argument(
         "--replay-keep", type=int, default=defaults.replay_keep, help="recordings kept at most (default %(default)s)"
@@ -237,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.queue_wait is not None and not 0 <= args.queue_wait <= 600:
         print(f"arena: --queue-wait must be from 0 to 600 seconds, got {args.queue_wait}", file=sys.stderr)
         return 2
+    if not 0 <= args.spectator_delay <= 600:
+        print(f"arena: --spectator-delay must be from 0 to 600 seconds, got {args.spectator_delay}", file=sys.stderr)
+        return 2
     if not 0 <= args.lag_compensation_ms <= 1000:
         print(f"arena: --lag-compensation-ms must be from 0 to 1000, got {args.lag_compensation_ms}", file=sys.stderr)
         return 2
@@ -276,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         lag_compensation_seconds=args.lag_compensation_ms / 1000,
         replay_dir=None if args.no_replays else Path(args.replay_dir),
+        spectator_delay=args.spectator_delay,
         replay_keep=args.replay_keep,
         replay_max_age_days=args.replay_max_age_days,
         simulated_latency=args.simulate_latency_ms / 1000,

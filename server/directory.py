@@ -35,6 +35,7 @@ class InMemoryMatchDirectory:
     resume_window: float
     seed: int | None = None
     bot_takes_over: bool = False
+    spectator_delay: float = 0.0
     replay_dir: Path | None = None
     """Where matches are recorded (None: not recorded)."""
     replay_keep: int = 1000
@@ -61,6 +62,7 @@ class InMemoryMatchDirectory:
             pending_reservations=players,
             tick_phase=(self._matches_created * GOLDEN_RATIO_FRACTION) % 1.0,
             recorder=recorder,
+            spectator_delay=self.spectator_delay,
         )
         self._matches_created += 1
         for _ in range(bots):

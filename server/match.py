@@ -34,6 +34,7 @@ from server.messages import Joined, Left, Spectating
 from server.outbox import binary_frame
 from server.recording import MatchRecorder
 from server.session import Session
+from server.spectating import DelayedFeed
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,8 @@ class Match:
     """Where in the tick interval this match ticks (0 to 1): matches with phases spread apart do not all tick at
     the same moment, so none waits for the others' ticks (lateness)."""
     pending_reservations: int = 0
+    spectator_delay: float = 0.0
+    """Seconds spectators watch behind the players (server.spectating)."""
     recorder: MatchRecorder | None = None
     """Where what the match does is recorded for replays (None: not recorded)."""
     tick_cost: float = attrs.field(default=0.0, init=False)
@@ -135,12 +138,16 @@ class Match:
     finished: bool = attrs.field(default=False, init=False)
     _next_player_id: int = attrs.field(default=1, init=False)
     _last_snapshot: Snapshot = attrs.field(init=False)
+    _feed: DelayedFeed | None = attrs.field(default=None, init=False)
     _membership_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _ended_by_operator: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.state = MatchState.initial(seed=self.seed, rules=self.rules)
         self._last_snapshot = game.snapshot(self.state)
+        delay_ticks = round(self.spectator_delay * self.rules.tick_rate)
+        if delay_ticks > 0:
+            self._feed = DelayedFeed(delay_ticks=delay_ticks)
 
     @property
     def humans(self) -> list[Seat]:
@@ -242,7 +249,7 @@ class Match:
         self.spectators.add(session)
         session.match = self
         session.needs_snapshot = True
-        session.send_control(encode(Spectating(match=self.id, mode=self.mode.name)))
+        session.send_control(encode(Spectating(match=self.id, mode=self.mode.name, delay=self.spectator_delay)))
 
     def detach(self, session: Session) -> None:
         """The session's connection is gone: hold its seat for `resume_window` seconds."""
@@ -369,6 +376,14 @@ class Match:
                 duration = trio.current_time() - started
                 self.tick_cost += (duration - self.tick_cost) * TICK_COST_SMOOTHING
                 self.statistics.record(started, lateness, duration)
+            if self.state.over and self._feed is not None:
+                # spectators are behind: show them the end too, at the tick rate
+                tick = self.state.tick
+                for _ in range(self._feed.delay_ticks):
+                    deadline += interval
+                    await trio.sleep_until(deadline)
+                    tick += 1
+                    self._send_to_spectators(tick)
             if self.state.over:
                 with trio.move_on_after(self.linger_seconds):
                     while any(seat.session for seat in self.seats.values()) or self.spectators:
@@ -381,6 +396,23 @@ class Match:
                 self.recorder.end(self.state.tick, reason)
             for session in [seat.session for seat in self.seats.values() if seat.session] + list(self.spectators):
                 self.remove(session, reason=reason)
+
+    def _send_to_spectators(self, tick: int) -> None:
+        """Spectators get what the players got `spectator_delay` ago (a keyframe and catch-up when they need it)."""
+        feed = self._feed
+        assert feed is not None
+        due = None
+        for session in self.spectators:
+            if session.needs_snapshot:
+                frames = feed.catch_up(tick)
+                if frames:
+                    session.needs_snapshot = False
+                    for frame in frames:
+                        session.send_state(frame)
+            else:
+                due = due or feed.due(tick)
+                if due is not None:
+                    session.send_state(due)
 
     def tick(self) -> None:
         """Advance the match one tick and send the result to every player and spectator."""
@@ -411,7 +443,17 @@ class Match:
         current = game.snapshot(self.state, events).with_fields(PLAYERS, server_fields)
         delta_frame = binary_frame(encode(game.delta(self._last_snapshot, current)))
         snapshot_frame: bytes | None = None
-        receivers = [seat.session for _, seat in sorted(self.seats.items()) if seat.session] + list(self.spectators)
+        feed = self._feed
+        receivers = [seat.session for _, seat in sorted(self.seats.items()) if seat.session]
+        if feed is None:
+            receivers += self.spectators
+        else:
+            if feed.wants_keyframe(self.state.tick):
+                snapshot_frame = binary_frame(encode(current))
+                feed.record(self.state.tick, delta_frame, snapshot_frame)
+            else:
+                feed.record(self.state.tick, delta_frame)
+            self._send_to_spectators(self.state.tick)
         for session in receivers:
             if session.needs_snapshot:
                 snapshot_frame = snapshot_frame or binary_frame(encode(current))

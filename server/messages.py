@@ -251,6 +251,8 @@ class Spectating:
     tag: ClassVar[str] = "spectating"
     match: str
     mode: str
+    delay: float
+    """Seconds the spectator watches behind the players."""
 
 
 @attrs.frozen

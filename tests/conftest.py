@@ -37,6 +37,7 @@ TEST_CONFIG = ServerConfig(
     port=0,
     hello_timeout=2.0,
     match_linger_seconds=1.0,
+    spectator_delay=0.0,
     modes=(DROP_IN, DUEL),
     auth=AuthConfig(verification_key=TEST_SECRET),
 )
