@@ -36,7 +36,7 @@ import trio
 
 from game import PlayerInput, Rules
 from server.auth import Authenticator, AuthError, Identity
-from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode
+from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode, encode_replay_view
 from server.config import ServerConfig
 from server.directory import InMemoryMatchDirectory
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
@@ -70,6 +70,7 @@ from server.metrics import Metrics
 from server.proxies import client_address, is_trusted, parse_networks
 from server.recording import REPLAY_ID, list_replays
 from server.recording import SUFFIX as REPLAY_SUFFIX
+from server.replay import ReplayError, frames_for_viewer, read_replay
 from server.session import Session
 from server.timers import Timers
 from server.web import (
@@ -148,6 +149,7 @@ class ArenaServer:
     _origins: OriginPolicy = attrs.field(init=False)
     _trusted_proxies: tuple[Any, ...] = attrs.field(init=False)
     _metrics_networks: tuple[Any, ...] = attrs.field(init=False)
+    _replay_renderer: trio.Semaphore = attrs.field(factory=lambda: trio.Semaphore(1), init=False)
     _history: deque[dict[str, float | int | None]] = attrs.field(
         factory=lambda: deque(maxlen=HISTORY_SECONDS), init=False
     )
@@ -360,23 +362,7 @@ class ArenaServer:
             protocol=PROTOCOL_VERSION,
             server=f"arena/{VERSION}",
             tick_rate=rules.tick_rate,
-            rules={
-                "width": rules.width,
-                "height": rules.height,
-                "walls": [[w.x, w.y, w.width, w.height] for w in rules.walls],
-                "player_radius": rules.player_radius,
-                "player_speed": rules.player_speed,
-                "projectile_speed": rules.projectile_speed,
-                "projectile_radius": rules.projectile_radius,
-                "projectile_life_ticks": rules.projectile_life_ticks,
-                "fire_interval_ticks": rules.fire_interval_ticks,
-                "max_hp": rules.max_hp,
-                "kill_limit": rules.kill_limit,
-                "duration_seconds": rules.duration_seconds,
-                "min_players": rules.min_players,
-                "max_players": rules.max_players,
-                "lag_compensation_seconds": rules.lag_compensation_seconds,
-            },
+            rules=client_rules(rules),
             modes=[
                 {"name": m.name, "min_players": m.min_players, "max_players": m.max_players} for m in self.config.modes
             ],
@@ -664,11 +650,22 @@ class ArenaServer:
             await respond_json(stream, connection, 200, {"replays": replays}, head_only=head_only)
             return
         replay_id = path[len("/replays/") :]
+        as_view = replay_id.endswith("/view")
+        replay_id = replay_id.removesuffix("/view")
         file = directory / f"{replay_id}{REPLAY_SUFFIX}"
         if not REPLAY_ID.match(replay_id) or not await trio.Path(file).is_file():
             await respond(stream, connection, 404, f"no replay {replay_id[:80]!r}\n".encode(), head_only=head_only)
             return
         body = await trio.Path(file).read_bytes()
+        if as_view:
+            try:
+                async with self._replay_renderer:  # one at a time: it is a minute of CPU per hour of match
+                    view = await trio.to_thread.run_sync(_render_replay_view, body)
+            except ReplayError as error:
+                await respond(stream, connection, 422, f"{error}\n".encode())
+                return
+            await respond(stream, connection, 200, view, content_type="application/msgpack", head_only=head_only)
+            return
         headers = (("Content-Disposition", f'attachment; filename="{file.name}"'),)
         await respond(
             stream, connection, 200, body, content_type="application/octet-stream", headers=headers, head_only=head_only
@@ -1055,6 +1052,34 @@ def _traffic_of(session: Session) -> dict[str, int]:
         "arena_sent_frames": session.outbox.frames_sent,
         "arena_sent_bytes": session.outbox.bytes_sent,
         "arena_backlog_overflows": session.overflows,
+    }
+
+
+def _render_replay_view(data: bytes) -> bytes:
+    """A replay file as the viewer downloads it (see codec.encode_replay_view). Raises ReplayError."""
+    replay = read_replay(data)
+    return encode_replay_view(replay.header, client_rules(replay.rules), frames_for_viewer(replay))
+
+
+def client_rules(rules: Rules) -> dict[str, Any]:
+    """The rules as clients get them (`welcome.rules`): what they need to draw the arena and predict moves."""
+    return {
+        "width": rules.width,
+        "height": rules.height,
+        "walls": [[w.x, w.y, w.width, w.height] for w in rules.walls],
+        "player_radius": rules.player_radius,
+        "player_speed": rules.player_speed,
+        "projectile_speed": rules.projectile_speed,
+        "projectile_radius": rules.projectile_radius,
+        "projectile_life_ticks": rules.projectile_life_ticks,
+        "fire_interval_ticks": rules.fire_interval_ticks,
+        "max_hp": rules.max_hp,
+        "kill_limit": rules.kill_limit,
+        "duration_seconds": rules.duration_seconds,
+        "min_players": rules.min_players,
+        "max_players": rules.max_players,
+        "lag_compensation_seconds": rules.lag_compensation_seconds,
+        "tick_rate": rules.tick_rate,
     }
 
 

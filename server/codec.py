@@ -191,6 +191,22 @@ REPLAY_LIMITS: dict[str, Any] = {
 """Bounds for reading a replay file, which may come from anywhere."""
 
 
+def encode_replay_view(header: dict[str, Any], rules: dict[str, Any], frames: list[Snapshot | Delta]) -> bytes:
+    """What the replay viewer downloads: the match's header, its rules (as in `welcome`) and every tick's wire
+    message (snapshots and deltas, as a live client gets them)."""
+    packed: bytes = msgpack.packb(
+        {
+            "t": "replay",
+            "match": header.get("match"),
+            "mode": header.get("mode"),
+            "started_at": header.get("started_at"),
+            "rules": rules,
+            "frames": [to_wire(frame) for frame in frames],
+        }
+    )
+    return packed
+
+
 def pack_replay_record(record: Any) -> bytes:
     """One record of a replay file (server.recording), as msgpack."""
     packed: bytes = msgpack.packb(record)

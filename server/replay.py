@@ -20,7 +20,8 @@ from typing import Any
 import attrs
 
 import game
-from game import MatchState, PlayerInput, Rect, Rules
+from game import Delta, MatchState, PlayerInput, Rect, Rules, Snapshot
+from game.snapshot import PLAYERS
 from server.codec import unpack_replay_records
 from server.recording import FORMAT, VERSION
 
@@ -163,6 +164,35 @@ def verify(replay: Replay) -> tuple[int, int, str | None]:
                 return ticks, checked, f"diverged at tick {result.tick}: recorded {result.expected_hash}, got {actual}"
             checked += 1
     return ticks, checked, None
+
+
+VIEW_KEYFRAME_TICKS = 30
+MAX_VIEW_TICKS = 60 * 60 * 30
+"""The longest replay the viewer is given (an hour at 30 ticks per second)."""
+
+
+def frames_for_viewer(replay: Replay) -> list[Snapshot | Delta]:
+    """The recorded match as the clients' wire messages: a full snapshot every second, a delta every other tick.
+
+    The fields only a live server knows are filled in plainly: ping 0, ack the input's seq, status "bot" for
+    server-side bots (named "bot N") and "playing" for everyone else.
+    """
+    frames: list[Snapshot | Delta] = []
+    previous: Snapshot | None = None
+    for result in simulate(replay):
+        if result.tick > MAX_VIEW_TICKS:
+            break
+        fields = {
+            player_id: {"ping": 0, "ack": 0, "status": "bot" if player.name.startswith("bot ") else "playing"}
+            for player_id, player in result.state.players.items()
+        }
+        current = game.snapshot(result.state, result.events).with_fields(PLAYERS, fields)
+        if previous is None or result.tick % VIEW_KEYFRAME_TICKS == 0:
+            frames.append(current)
+        else:
+            frames.append(game.delta(previous, current))
+        previous = current
+    return frames
 
 
 def main(argv: list[str] | None = None) -> int:
