@@ -30,6 +30,11 @@ const DEFAULT_TICK_RATE = 30;
 const FLASH_MS = 180;
 const BURST_MS = 650;
 
+/** After the local player dies: the last seconds before, replayed around the killer, this much faster. */
+const KILLCAM_SECONDS = 2.5;
+const KILLCAM_SPEED = 1.25;
+const KILLCAM_SETTING_KEY = "arena.killcam";
+
 /** How far in the past other players are drawn; `?renderDelayMs=150` in the page's address changes it. */
 const RENDER_DELAY_MS = numberParameter("renderDelayMs", { low: 0, high: 1000, fallback: 100 });
 /** How long a prediction correction takes to fade out. */
@@ -65,6 +70,9 @@ class Game {
   lastTickDue = 0;
   flashes = new Map(); // player id -> local time the hit flash starts
   bursts = []; // death effects: {x, y, color, seed, startMs}
+  killcam = null; // while showing one: {worlds, killer, killerName, startMs}
+  killcamEnabled = localStorage.getItem(KILLCAM_SETTING_KEY) !== "off";
+  killcamsShown = 0;
 
   constructor() {
     const canvas = document.getElementById("arena-canvas");
@@ -284,6 +292,15 @@ class Game {
           const startMs = effectStart(event.victim);
           this.bursts.push({ x: victim.x, y: victim.y, color: playerColor(event.victim, 65), seed: now % 7, startMs });
         }
+        if (event.victim === this.playerId && event.killer !== this.playerId && this.killcamEnabled) {
+          const ticks = Math.round(KILLCAM_SECONDS * this.rules.tick_rate);
+          const worlds = this.buffer.states.slice(-ticks);
+          if (worlds.length > 1) {
+            const killerName = killer?.name ?? `player ${event.killer}`;
+            this.killcam = { worlds, killer: event.killer, killerName, startMs: now };
+            this.killcamsShown += 1;
+          }
+        }
         break;
       }
       case "match_end":
@@ -418,9 +435,56 @@ class Game {
       .map((burst) => ({ ...burst, progress: (now - burst.startMs) / BURST_MS }));
   }
 
+  /** Skip the kill-cam (any key, click or tap does). */
+  skipKillcam() {
+    this.killcam = null;
+  }
+
+  /** The kill-cam's picture now, or null when it is over: the killer's last seconds, the killer highlighted. */
+  #killcamScene(now) {
+    const cam = this.killcam;
+    const position = ((now - cam.startMs) / 1000) * this.rules.tick_rate * KILLCAM_SPEED;
+    const index = Math.floor(position);
+    if (index >= cam.worlds.length - 1 || !this.inMatch) {
+      this.killcam = null;
+      return null;
+    }
+    const from = cam.worlds[index];
+    const to = cam.worlds[index + 1];
+    const alpha = position - index;
+    const tick = from.tick + alpha * (to.tick - from.tick);
+    const players = [];
+    for (const [id, fields] of interpolatePlayers({ from, to, alpha }, this.rules)) {
+      players.push({
+        id,
+        name: id === cam.killer ? `${fields.name} (killer)` : fields.name,
+        x: fields.x,
+        y: fields.y,
+        aim: fields.aim / 1000,
+        hp: fields.hp,
+        maxHp: this.rules.max_hp,
+        dead: fields.hp <= 0,
+        respawnIn: null,
+        local: id === cam.killer,
+        away: false,
+        bot: fields.status === "bot",
+        flash: 0,
+      });
+    }
+    const projectiles = [];
+    for (const projectile of projectilesOf(from).values()) {
+      const at = projectilePosition(projectile, tick, this.rules);
+      if (at) projectiles.push({ ...at, owner: projectile.owner, own: projectile.owner === cam.killer });
+    }
+    return { players, projectiles, bursts: [] };
+  }
+
   #frame() {
     const now = performance.now();
-    if (this.rules) {
+    const killcam = this.killcam && this.rules ? this.#killcamScene(now) : null;
+    if (killcam) {
+      this.renderer.draw(killcam);
+    } else if (this.rules) {
       this.renderer.draw({
         players: this.renderedPlayers(now),
         projectiles: this.#renderedProjectiles(now),
@@ -504,6 +568,9 @@ class Game {
       if (this.net.seat === "queued") return `Looking for a match…${wait ? ` about ${Math.ceil(wait)} s` : ""}`;
       return `${this.#seekingText()}…`;
     }
+    if (this.killcam) {
+      return `Kill-cam: ${this.killcam.killerName} got you — press any key or click to skip`;
+    }
     if (me && me.hp <= 0 && me.respawn && !match?.over) {
       const seconds = Math.max(0, (me.respawn - this.#renderTicks(now).present) / this.rules.tick_rate);
       return `You were eliminated — respawning in ${seconds.toFixed(1)} s`;
@@ -535,6 +602,19 @@ function publicPlayer(player) {
 
 const game = new Game();
 
+// Any key, click or tap skips a kill-cam; a checkbox on the start screen turns kill-cams off (remembered).
+for (const type of ["keydown", "pointerdown"]) {
+  window.addEventListener(type, () => game.killcam && game.skipKillcam(), { capture: true });
+}
+const killcamBox = document.querySelector("#killcam-input");
+if (killcamBox) {
+  killcamBox.checked = game.killcamEnabled;
+  killcamBox.addEventListener("change", () => {
+    game.killcamEnabled = killcamBox.checked;
+    localStorage.setItem(KILLCAM_SETTING_KEY, killcamBox.checked ? "on" : "off");
+  });
+}
+
 /** The hook the browser tests use; read-only getters, plus `start(name)` and `dropConnection()`. */
 window.arena = Object.freeze({
   get connection() {
@@ -561,6 +641,12 @@ window.arena = Object.freeze({
   },
   get renderDelayMs() {
     return RENDER_DELAY_MS;
+  },
+  get killcam() {
+    return game.killcam ? { killer: game.killcam.killer, ticks: game.killcam.worlds.length } : null;
+  },
+  get killcamsShown() {
+    return game.killcamsShown;
   },
   start: (name) => game.start(name),
   dropConnection: () => game.net.dropConnection(),
