@@ -17,7 +17,7 @@ import trio
 from game import Rules
 from server.match import Match, SeatError, TickStatistics
 from server.matchmaker import Mode
-from server.recording import FLUSH_SECONDS, MatchRecorder, ReplayFile, prune, replay_path
+from server.recording import FLUSH_SECONDS, MatchRecorder, PendingRecord, ReplayFile, prune, replay_path
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class InMemoryMatchDirectory:
                     logger.warning("match %s: could not finish its replay %s: %s", match.id, path, error.strerror)
 
 
-def _finish(replay: ReplayFile, rest: bytes) -> None:
+def _finish(replay: ReplayFile, rest: list[PendingRecord]) -> None:
     if rest:
         replay.write(rest)
     replay.close()

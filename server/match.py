@@ -393,7 +393,7 @@ class Match:
             self.finished = True
             reason = "match_over" if self.state.over else "match_closed"
             if self.recorder is not None:
-                self.recorder.end(self.state.tick, reason)
+                self.recorder.end(self.state, reason)
             for session in [seat.session for seat in self.seats.values() if seat.session] + list(self.spectators):
                 self.remove(session, reason=reason)
 

@@ -1,10 +1,11 @@
 """Every match recorded as it runs, in a compact versioned file that re-simulates it exactly (server.replay).
 
-Rules: a match's tick only appends a few small records to memory (its recorder); a task writes them out once a
-second from a worker thread, compressed, so a tick never waits on the disk and a crash loses at most the last
-second. The file holds what `game.step` was given and nothing it can derive: the seed and rules, the joins and
-leaves between ticks, and each player's input whenever it changes (an input holds until the next one), plus a
-state hash every `HASH_INTERVAL_TICKS` ticks to check a replay against.
+Rules: a match's tick only appends a tuple to a list (its recorder): the inputs that changed, and every
+`HASH_INTERVAL_TICKS` the state itself (states are immutable); a task hands them to a worker thread once a
+second, which encodes them, hashes the states, compresses and writes, so a tick never waits on the disk and a
+crash loses at most the last second. The file holds what `game.step` was given and nothing it can derive: the
+seed and rules, the joins and leaves between ticks, and each player's input whenever it changes (an input holds
+until the next one), plus a state hash every `HASH_INTERVAL_TICKS` ticks to check a replay against.
 
 File format, version 1 (`<UTC start>_<match id>.arena-replay`): a zlib stream, flushed once a second, of msgpack
 records:
@@ -13,7 +14,7 @@ records:
 - then per tick, in order: ["t", tick, ops, inputs] where ops are the joins and leaves since the previous tick,
   in the order they happened (["join", player id, name] or ["leave", player id]), and inputs map each player id
   whose input changed to [seq, mx, my, aim, fire, view] (view nil when absent) or nil (no input);
-- ["hash", tick, hex digest of the state after that tick] every N ticks;
+- ["hash", tick, hex digest of the state after that tick] every N ticks, and for the last tick;
 - last, ["end", tick, reason] when the match is over or closed.
 """
 
@@ -39,7 +40,8 @@ logger = logging.getLogger(__name__)
 FORMAT = "arena-replay"
 VERSION = 1
 SUFFIX = ".arena-replay"
-HASH_INTERVAL_TICKS = 30
+HASH_INTERVAL_TICKS = 150
+"""A state hash every 5 s at 30 ticks per second: a divergence is found to within 5 s of where it starts."""
 FLUSH_SECONDS = 1.0
 REPLAY_ID = re.compile(r"^[0-9]{8}T[0-9]{6}_[A-Za-z0-9_-]{1,64}$")
 """What a replay's id (its file name without the suffix) looks like; anything else is not one of ours."""
@@ -59,18 +61,22 @@ def input_to_wire(player_input: PlayerInput | None) -> list[Any] | None:
     return [i.seq, i.move_x, i.move_y, i.aim, i.fire, i.view_tick]
 
 
+PendingRecord = tuple[Any, ...]
+"""("t", tick, ops, {player id: PlayerInput or None}), ("hash", tick, state) or ("end", tick, reason)."""
+
+
 @attrs.define(eq=False)
 class MatchRecorder:
-    """What one match has done since its start, as replay records waiting to be written."""
+    """What one match has done since its start, as records waiting to be written (see `encode_records`)."""
 
     header: dict[str, Any]
-    _records: list[bytes] = attrs.field(factory=list, init=False)
+    _records: list[PendingRecord] = attrs.field(factory=list, init=False)
     _ops: list[list[Any]] = attrs.field(factory=list, init=False)
     _held: dict[int, PlayerInput | None] = attrs.field(factory=dict, init=False)
     ended: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._records.append(pack_replay_record(self.header))
+        self._records.append(("header", self.header))
 
     @classmethod
     def start(cls, *, match_id: str, mode: str, seed: int, rules: Rules) -> MatchRecorder:
@@ -95,28 +101,55 @@ class MatchRecorder:
         self._held.pop(player_id, None)
 
     def tick(self, tick: int, inputs: Mapping[int, PlayerInput], state: MatchState) -> None:
-        """The match stepped to `tick` with `inputs`, giving `state`."""
-        changed: dict[int, list[Any] | None] = {}
+        """The match stepped to `tick` with `inputs`, giving `state`. Only compares and appends: the encoding and
+        the hashing happen later, in `encode_records`."""
+        changed: dict[int, PlayerInput | None] = {}
         held = self._held
         for player_id in state.players:
             player_input = inputs.get(player_id)
-            if player_id not in held or held[player_id] != player_input:
-                held[player_id] = player_input
-                changed[player_id] = input_to_wire(player_input)
-        self._records.append(pack_replay_record(["t", tick, self._ops, changed]))
-        self._ops = []
+            before = held.get(player_id, _NOTHING)
+            if before is not player_input and before != player_input:
+                held[player_id] = changed[player_id] = player_input
+        ops = self._ops
+        if ops:
+            self._ops = []
+        self._records.append(("t", tick, ops or (), changed))
         if tick % HASH_INTERVAL_TICKS == 0:
-            self._records.append(pack_replay_record(["hash", tick, game.state_hash(state)]))
+            self._records.append(("hash", tick, state))
 
-    def end(self, tick: int, reason: str) -> None:
+    def end(self, state: MatchState, reason: str) -> None:
+        """The match is over (or closed) in `state`: its final hash and the end record."""
         if not self.ended:
             self.ended = True
-            self._records.append(pack_replay_record(["end", tick, reason]))
+            if state.tick % HASH_INTERVAL_TICKS:
+                self._records.append(("hash", state.tick, state))
+            self._records.append(("end", state.tick, reason))
 
-    def take(self) -> bytes:
-        """The records made since the last call, packed end to end."""
+    def take(self) -> list[PendingRecord]:
+        """The records made since the last call (hand them to `encode_records`, off the tick's path)."""
         records, self._records = self._records, []
-        return b"".join(records)
+        return records
+
+
+_NOTHING: Any = object()
+
+
+def encode_records(records: list[PendingRecord]) -> bytes:
+    """Records as the replay file holds them (msgpack, end to end), hashing the states: for a worker thread."""
+    encoded = []
+    for record in records:
+        kind = record[0]
+        if kind == "header":
+            encoded.append(pack_replay_record(record[1]))
+        elif kind == "t":
+            _, tick, ops, changed = record
+            inputs = {player_id: input_to_wire(value) for player_id, value in changed.items()}
+            encoded.append(pack_replay_record(["t", tick, ops, inputs]))
+        elif kind == "hash":
+            encoded.append(pack_replay_record(["hash", record[1], game.state_hash(record[2])]))
+        else:
+            encoded.append(pack_replay_record(list(record)))
+    return b"".join(encoded)
 
 
 class ReplayFile:
@@ -128,7 +161,9 @@ class ReplayFile:
         self._file = path.open("wb")
         self._compressor = zlib.compressobj(level=6)
 
-    def write(self, data: bytes) -> None:
+    def write(self, records: list[PendingRecord]) -> None:
+        """Encode `records` and append them, flushed (a worker thread's work)."""
+        data = encode_records(records)
         self._file.write(self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH))
         self._file.flush()
 

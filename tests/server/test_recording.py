@@ -79,7 +79,7 @@ async def test_a_recorded_match_replays_to_the_same_hashes_in_another_process(se
     assert result.returncode == 0, result.stderr
     verified = result.stdout.splitlines()[-1]
     assert verified.startswith("verified: ") and "state hashes match" in verified
-    assert int(verified.split()[3]) >= 3  # 3 seconds of play: a hash a second at least
+    assert int(verified.split()[3]) >= 1  # a hash every 5 s and one of the final state
 
     header, *records = unpack_replay_records(zlib.decompress(path.read_bytes()))
     assert header["match"] == match_id and header["version"] == 1
