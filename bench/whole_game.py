@@ -53,6 +53,8 @@ class Player:
     def send_input(self) -> None:
         self.seq += 1
         rng = self.rng
+        # view 0: these players decode no state, so every shot is judged the full 0.25 s back (lag compensation's
+        # most work per shot)
         message = Input(seq=self.seq, mx=rng.choice((-1, 0, 1)), my=rng.choice((-1, 0, 1)), aim=rng.uniform(-3, 3),
                         fire=rng.random() < 0.5, view=0)  # fmt: skip
         assert self.counter.sock is not None

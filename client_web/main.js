@@ -10,6 +10,7 @@ import { Controls } from "./input.js";
 import { projectilePosition } from "./movement.js";
 import { Connection, DEFAULT_MODE } from "./net.js";
 import { playerColor, Renderer } from "./render.js";
+import { sceneBetween } from "./scene.js";
 import {
   applyDelta,
   InputTiming,
@@ -451,32 +452,10 @@ class Game {
     }
     const from = cam.worlds[index];
     const to = cam.worlds[index + 1];
-    const alpha = position - index;
-    const tick = from.tick + alpha * (to.tick - from.tick);
-    const players = [];
-    for (const [id, fields] of interpolatePlayers({ from, to, alpha }, this.rules)) {
-      players.push({
-        id,
-        name: id === cam.killer ? `${fields.name} (killer)` : fields.name,
-        x: fields.x,
-        y: fields.y,
-        aim: fields.aim / 1000,
-        hp: fields.hp,
-        maxHp: this.rules.max_hp,
-        dead: fields.hp <= 0,
-        respawnIn: null,
-        local: id === cam.killer,
-        away: false,
-        bot: fields.status === "bot",
-        flash: 0,
-      });
-    }
-    const projectiles = [];
-    for (const projectile of projectilesOf(from).values()) {
-      const at = projectilePosition(projectile, tick, this.rules);
-      if (at) projectiles.push({ ...at, owner: projectile.owner, own: projectile.owner === cam.killer });
-    }
-    return { players, projectiles, bursts: [] };
+    return sceneBetween(from, to, position - index, this.rules, {
+      highlight: cam.killer,
+      label: (id, name) => (id === cam.killer ? `${name} (killer)` : name),
+    });
   }
 
   #frame() {

@@ -2,9 +2,9 @@
 // (GET /replays/{id}/view: the same snapshots and deltas live clients get) and plays them with the live
 // game's renderer: play/pause, speed 0.25-4x, scrub, follow any player.
 import { decode } from "@msgpack/msgpack";
-import { projectilePosition } from "./movement.js";
 import { Renderer } from "./render.js";
-import { applyDelta, interpolatePlayers, matchOf, playersOf, projectilesOf, worldFromSnapshot } from "./sync.js";
+import { sceneBetween } from "./scene.js";
+import { applyDelta, matchOf, playersOf, worldFromSnapshot } from "./sync.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -69,35 +69,10 @@ class ReplayViewer {
 
   #scene() {
     const index = Math.floor(this.position);
-    const from = this.worlds[index];
     const to = this.worlds[index + 1] ?? null;
-    const alpha = to ? this.position - index : 0;
-    const tick = from.tick + alpha;
-    const players = [];
-    for (const [id, fields] of interpolatePlayers({ from, to, alpha }, this.rules)) {
-      const dead = fields.hp <= 0;
-      players.push({
-        id,
-        name: fields.name,
-        x: fields.x,
-        y: fields.y,
-        aim: fields.aim / 1000,
-        hp: fields.hp,
-        maxHp: this.rules.max_hp,
-        dead,
-        respawnIn: dead && fields.respawn ? Math.max(0, (fields.respawn - tick) / this.rules.tick_rate) : null,
-        local: id === this.followed,
-        away: false,
-        bot: fields.status === "bot",
-        flash: 0,
-      });
-    }
-    const projectiles = [];
-    for (const projectile of projectilesOf(from).values()) {
-      const position = projectilePosition(projectile, tick, this.rules);
-      if (position) projectiles.push({ ...position, owner: projectile.owner, own: projectile.owner === this.followed });
-    }
-    return { players, projectiles, bursts: [] };
+    return sceneBetween(this.worlds[index], to, to ? this.position - index : 0, this.rules, {
+      highlight: this.followed,
+    });
   }
 
   #updateControls() {
