@@ -78,6 +78,8 @@ class ArenaClient:
     refused: list[Refused] = attrs.field(factory=list)
     bytes_received: int = 0
     snapshots_received: int = 0
+    last_snapshot: Snapshot | None = None
+    """The newest full snapshot received (kept after `left`: the final state of a match that ended)."""
     deltas_received: int = 0
     deltas_out_of_sync: int = 0
     next_seq: int = 1
@@ -106,7 +108,7 @@ class ArenaClient:
         elif isinstance(message, Refused):
             self.refused.append(message)
         elif isinstance(message, Snapshot):
-            self.view = message
+            self.view = self.last_snapshot = message
             self.snapshots_received += 1
         elif isinstance(message, Delta):
             self.deltas_received += 1
@@ -167,16 +169,18 @@ class ArenaClient:
         reserved = await self.queue(mode, timeout=timeout)
         return await self.redeem(reserved.reservation, timeout=timeout)
 
-    async def resume(self, token: str, *, timeout: float = 5.0) -> Joined:
-        """Take back a held seat with a resume token, and wait for the full snapshot.
+    async def resume(self, token: str, *, timeout: float = 5.0) -> Joined | Left:
+        """Take back a held seat with a resume token, and wait for the full snapshot. If the match ended while
+        the player was away, the server sends its final state and `left`: that `Left` is returned.
 
         Raises:
             RefusedError: if the server refuses the resume.
         """
         await self.send(Resume(token=token))
-        joined = await self.receive_until(_reply_or_refusal("resume", Joined), timeout=timeout)
-        await self.receive_until(_first_snapshot, timeout=timeout)
-        return joined
+        outcome: Joined | Left = await self.receive_until(_resume_outcome, timeout=timeout)
+        if isinstance(outcome, Joined):
+            await self.receive_until(_first_snapshot, timeout=timeout)
+        return outcome
 
     async def send_input(
         self, *, mx: int = 0, my: int = 0, aim: float = 0.0, fire: bool = False, view: int | None = None
@@ -228,6 +232,12 @@ def _reply_or_refusal(request: str, reply_type: type[R]) -> Callable[[ServerMess
         return message if isinstance(message, reply_type) else None
 
     return accept
+
+
+def _resume_outcome(message: ServerMessage) -> Joined | Left | None:
+    if isinstance(message, Refused) and message.request == "resume":
+        raise RefusedError(message.reason)
+    return message if isinstance(message, Joined | Left) else None
 
 
 def http_url(ws_url: str) -> str:

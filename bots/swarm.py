@@ -73,6 +73,8 @@ class SwarmStats:
     resumes_not_attempted: int = 0
     """Drops whose bot could not try to resume before the run ended."""
     resumes: int = 0
+    resumes_after_the_end: int = 0
+    """Of the resumes, those into a match that had ended meanwhile (answered with its final state and left)."""
     resume_seconds: list[float] = attrs.field(factory=list)
     resumes_refused: Counter[str] = attrs.field(factory=Counter)
     # latency and throughput
@@ -117,6 +119,7 @@ class SwarmStats:
             "resume_attempts": self.resume_attempts,
             "resumes_not_attempted": self.resumes_not_attempted,
             "resumes": self.resumes,
+            "resumes_after_the_end": self.resumes_after_the_end,
             "resume_seconds": self.resume_seconds,
             "resumes_refused": dict(self.resumes_refused),
             "rtt_ms": self.rtt_ms,
@@ -254,8 +257,8 @@ class Swarm:
         stats = self.stats
         while trio.current_time() < self.deadline:
             if bot.resume_token is not None:
-                if not await self._resume(bot, client):
-                    continue
+                if await self._resume(bot, client) != "seat":
+                    continue  # refused, or the match ended meanwhile: queue for another
             else:
                 await self._queue(client)
             outcome = await self._play(bot, client)
@@ -291,19 +294,24 @@ class Swarm:
         if client.match is not None:
             stats.matches.add(client.match)
 
-    async def _resume(self, bot: _Bot, client: ArenaClient) -> bool:
+    async def _resume(self, bot: _Bot, client: ArenaClient) -> str:
+        """Resume after a drop: "seat" (back in the match), "ended" (the match ended meanwhile: the server sent
+        its final state and left, a success too) or "refused"."""
         stats = self.stats
         assert bot.resume_token is not None and bot.dropped_at is not None
         stats.resume_attempts += 1
         try:
-            await client.resume(bot.resume_token, timeout=10)
+            outcome = await client.resume(bot.resume_token, timeout=10)
         except RefusedError as refused:
             stats.resumes_refused[str(refused)] += 1
-            return False
+            return "refused"
         else:
             stats.resumes += 1
             stats.sample(stats.resume_seconds, trio.current_time() - bot.dropped_at)
-            return True
+            if isinstance(outcome, Left):
+                stats.resumes_after_the_end += 1
+                return "ended"
+            return "seat"
         finally:
             stats.reconnecting -= 1
             bot.resume_token, bot.dropped_at = None, None

@@ -53,6 +53,7 @@ from server.messages import (
     Input,
     Join,
     Leave,
+    Left,
     ListMatches,
     Matches,
     Queue,
@@ -973,6 +974,15 @@ class ArenaServer:
             session.send_control(encode(Refused(request="join", reason=str(error))))
 
     def _resume(self, session: Session, subject: str, token: str) -> None:
+        ended = self.directory.ended_seat(token, subject)
+        if ended is not None:
+            # the match ended while the player was away: its final state (the scoreboard), then out of it
+            self._leave_current_match(session, reason="joined_another")
+            session.send_control(ended.final_snapshot)
+            session.send_control(encode(Left(match=ended.match_id, reason=ended.reason)))
+            self.metrics.resumes.inc()
+            self.metrics.resumes_after_the_end.inc()
+            return
         try:
             match = self.directory.find_by_resume_token(token)
             if session.match is not match:

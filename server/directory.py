@@ -7,6 +7,7 @@ without the matchmaker noticing.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,23 @@ GOLDEN_RATIO_FRACTION = 0.6180339887498949
 created one after another get tick phases far from each other's."""
 
 
+MAX_ENDED_SEATS = 100_000
+
+
+@attrs.frozen
+class EndedSeat:
+    """A seat in a match that is over: what its player is shown on coming back."""
+
+    match_id: str
+    subject: str
+    final_snapshot: bytes
+    """The match's last state, with its end (encoded)."""
+    reason: str
+    """Why the player is out of it: match_over, or match_closed (it closed early)."""
+    until: float
+    """Trio time after which a resume with its token is no longer answered this way."""
+
+
 @attrs.define(eq=False)
 class InMemoryMatchDirectory:
     nursery: trio.Nursery
@@ -41,6 +59,8 @@ class InMemoryMatchDirectory:
     replay_keep: int = 1000
     replay_max_age_seconds: float = 7 * 86400.0
     matches: dict[str, Match] = attrs.field(factory=dict, init=False)
+    _ended: dict[str, EndedSeat] = attrs.field(factory=dict, init=False)
+    """Seats of matches that have closed, by resume token, for `resume_window` after the close."""
     _matches_created: int = attrs.field(default=0, init=False)
 
     def create_match(self, mode: Mode, *, players: int, bots: int) -> str:
@@ -87,12 +107,40 @@ class InMemoryMatchDirectory:
 
     def find_by_resume_token(self, token: str) -> Match:
         for match in self.matches.values():
-            if any(seat.resume_token == token for seat in match.humans):
+            if any(seat.holds(token) for seat in match.humans):
                 return match
         raise SeatError("unknown resume token: it was already used, or the seat was released", reason="unknown_token")
 
     def listing(self) -> list[dict[str, Any]]:
         return [match.summary() for match in self.matches.values() if not match.finished]
+
+    def ended_seat(self, token: str, subject: str) -> EndedSeat | None:
+        """The seat a resume token held in a match that is over (still lingering, or closed less than
+        `resume_window` ago), if it is this player's."""
+        for match in self.matches.values():
+            if match.state.over or match.finished:
+                for seat in match.humans:
+                    if seat.holds(token) and seat.subject == subject:
+                        return EndedSeat(match.id, subject, match.final_snapshot, "match_over", math.inf)
+        ended = self._ended.get(token)
+        if ended is None or ended.subject != subject or ended.until < trio.current_time():
+            return None
+        return ended
+
+    def _remember_seats(self, match: Match) -> None:
+        now = trio.current_time()
+        self._ended = {token: seat for token, seat in self._ended.items() if seat.until >= now}
+        if len(self._ended) >= MAX_ENDED_SEATS:
+            return
+        reason = "match_over" if match.state.over else "match_closed"
+        final = match.final_snapshot
+        for seat in match.humans:
+            if seat.subject is None:
+                continue
+            ended = EndedSeat(match.id, seat.subject, final, reason, now + self.resume_window)
+            for token in (seat.resume_token, seat.previous_token):
+                if token is not None:
+                    self._ended[token] = ended
 
     @property
     def player_count(self) -> int:
@@ -112,6 +160,7 @@ class InMemoryMatchDirectory:
             )
         finally:
             del self.matches[match.id]
+            self._remember_seats(match)
             logger.info("match %s closed after %d ticks", match.id, match.state.tick, extra={"match": match.id})
 
     async def _write_replay(self, match: Match, directory: Path) -> None:

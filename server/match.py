@@ -102,6 +102,13 @@ class Seat:
     """The player's identity, or None for a server-side bot."""
     session: Session | None = None
     resume_token: str = attrs.field(factory=lambda: secrets.token_urlsafe(18))
+    previous_token: str | None = None
+    """The token the player last resumed with: it stays good until the newer one is used, so a drop that crossed
+    the `joined` carrying the newer one still gets the seat back."""
+
+    def holds(self, token: str) -> bool:
+        return token == self.resume_token or (self.previous_token is not None and token == self.previous_token)
+
     held_until: float | None = None
     """While the connection is gone: when the seat is released (trio time)."""
 
@@ -156,6 +163,12 @@ class Match:
     @property
     def bot_count(self) -> int:
         return sum(1 for seat in self.seats.values() if seat.subject is None)
+
+    @property
+    def final_snapshot(self) -> bytes:
+        """The last state sent, with the events of its tick (the match's end, once over), encoded: what a player
+        who comes back after the end is shown."""
+        return encode(self._last_snapshot)
 
     def summary(self) -> dict[str, Any]:
         """What match listings show."""
@@ -216,7 +229,7 @@ class Match:
             SeatError: if the token is not this match's, is another player's, or its window has passed, or the
                 match is over.
         """
-        seat = next((s for s in self.humans if s.resume_token == token), None)
+        seat = next((s for s in self.humans if s.holds(token)), None)
         if seat is None:
             raise SeatError(
                 "unknown resume token: it was already used, or the seat was released", reason="unknown_token"
@@ -234,7 +247,7 @@ class Match:
                 f"the seat was released: the player did not come back within {self.resume_window:g} s",
                 reason="window_expired",
             )
-        self._attach(seat, session, resumed=True)
+        self._attach(seat, session, resumed=True, resumed_with=token)
         logger.info("match %s: player %d resumed", self.id, seat.player_id, extra=session.log_fields)
 
     def take_over(self, old: Session, new: Session) -> None:
@@ -293,10 +306,11 @@ class Match:
         self._next_player_id += 1
         return player_id
 
-    def _attach(self, seat: Seat, session: Session, *, resumed: bool) -> None:
+    def _attach(self, seat: Seat, session: Session, *, resumed: bool, resumed_with: str | None = None) -> None:
         if seat.session is not None and seat.session is not session:
             seat.session.match, seat.session.player_id = None, None
         seat.session, seat.held_until = session, None
+        seat.previous_token = resumed_with
         seat.resume_token = secrets.token_urlsafe(18)
         session.match, session.player_id = self, seat.player_id
         session.reset_inputs()

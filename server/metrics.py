@@ -77,6 +77,11 @@ class Metrics:
         )
         self.joins_refused = Counter("arena_join_refusals", "Refused joins", ["reason"], registry=registry)
         self.resumes = Counter("arena_resumes", "Seats taken back after a dropped connection", registry=registry)
+        self.resumes_after_the_end = Counter(
+            "arena_resumes_after_the_end",
+            "Resumes into a match that ended meanwhile (answered with its final state and left)",
+            registry=registry,
+        )
         self.resumes_refused = Counter("arena_resume_refusals", "Refused resumes", ["reason"], registry=registry)
         self.auth_failures = Counter(
             "arena_auth_failures", "Refused tokens, by where they were sent", ["where"], registry=registry

@@ -118,6 +118,7 @@ def test_reports_of_several_processes_merge():
     part = {
         "tick_rate": 30, "connections_opened": 2, "queue_attempts": 2, "joins": 2, "queue_seconds": [0.5, 1.0],
         "matches": ["a"], "refusals": {}, "resume_attempts": 1, "resumes_not_attempted": 0, "resumes": 1,
+        "resumes_after_the_end": 0,
         "resume_seconds": [0.4], "resumes_refused": {}, "rtt_ms": [2.0], "input_ack_ms": [40.0], "inputs_sent": 10,
         "updates": 60, "bytes_received": 6000, "bot_rates": [30.0], "bot_bytes_per_second": [3000.0], "errors": {},
         "close_codes": {"1008": 1}, "chaos": {"drop": 1}, "timeline": [{"t": 1.0, "connected": 2, "updates": 60}],

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import trio
 
 from bots.client import ArenaClient, RefusedError, connect
+from server.messages import Left
 from tests.conftest import make_token, ws_url
 from tests.server.test_play import aim_at, seed_where_player_1_can_kill_player_2_from_spawn
 
@@ -46,13 +48,25 @@ async def test_a_cut_connection_resumes_the_same_seat_with_its_score(server_fact
             assert again.snapshots_received == 1
             await again.receive_until(lambda m: True if again.deltas_received >= 3 else None)
             assert again.deltas_out_of_sync == 0
+            newer_token = again.resume_token
+            await again.drop_connection()
 
-            # the token was single-use
-            with pytest.raises(RefusedError, match="unknown resume token"):
-                await again.resume(old_token)
+        # the `joined` with the newer token may have been lost in the drop: the older one still works...
+        async with connect(url, name="dropper", token=token) as third:
+            assert (await third.resume(old_token)).player == joined.player
+            newest_token = third.resume_token
+            await third.drop_connection()
+        async with connect(url, name="dropper", token=token) as fourth:
+            assert (await fourth.resume(newest_token)).player == joined.player
+            await fourth.drop_connection()
+        # ...until a newer one has been used: then the older ones are refused
+        async with connect(url, name="dropper", token=token) as fifth:
+            for stale in (old_token, newer_token):
+                with pytest.raises(RefusedError, match="unknown resume token"):
+                    await fifth.resume(stale)
 
     counters = server.health()["counters"]
-    assert counters["resumes"] == 1 and counters["resumes_refused"] == 1
+    assert counters["resumes"] == 3 and counters["resumes_refused"] == 2
 
 
 async def test_another_player_cannot_use_a_resume_token(server_factory):
@@ -111,7 +125,7 @@ async def test_a_bot_can_play_a_dropped_players_avatar_until_they_resume(server_
             assert resumed.player == joined.player
 
 
-async def test_a_resume_into_a_match_that_is_over_is_refused(server_factory):
+async def test_a_resume_into_a_match_that_ended_meanwhile_gets_its_end_and_left(server_factory):
     server = await server_factory(resume_window=10.0, match_seconds=1, match_linger_seconds=5.0)
     url = ws_url(server)
     token = make_token("late", name="late")
@@ -122,7 +136,22 @@ async def test_a_resume_into_a_match_that_is_over_is_refused(server_factory):
             old_token = late.resume_token
             await late.drop_connection()
         await stayer.receive_until(lambda m: True if stayer.view and stayer.view.entities["match"][0]["over"] else None)
-        async with connect(url, name="late", token=token) as again:
-            with pytest.raises(RefusedError, match="the match is over"):
-                await again.resume(old_token)
-    assert server.health()["counters"]["resumes_refused"] == 1
+        async with connect(url, name="late", token=token) as again:  # the match lingers, over
+            left = await again.resume(old_token)
+            assert isinstance(left, Left) and left.reason == "match_over"
+            assert again.last_snapshot is not None
+            assert any(event.kind == "match_end" for event in again.last_snapshot.events)
+            late_token = old_token
+        stayer_token = stayer.resume_token
+        await stayer.drop_connection()
+    with trio.fail_after(10):  # and once it has closed
+        while server.directory.matches:
+            await trio.sleep(0.1)
+    async with connect(url, name="late", token=token) as again:
+        left = await again.resume(late_token)
+        assert isinstance(left, Left) and left.reason == "match_over"
+    async with connect(url, name="stayer", token=make_token("someone-else")) as stranger:
+        with pytest.raises(RefusedError, match="unknown resume token"):
+            await stranger.resume(stayer_token)  # another player's token gets nothing
+    counters = server.health()["counters"]
+    assert counters["resumes"] == 2 and counters["resumes_refused"] == 1
