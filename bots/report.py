@@ -151,7 +151,8 @@ def format_report(report: dict[str, Any], slo_results: list[dict[str, Any]]) -> 
         f"(success {_percent(mm['match_start_success_rate'])}), {mm['matches_joined']} matches; "
         f"queue time p50 {queue['p50']} s, p95 {queue['p95']} s, p99 {queue['p99']} s",
         f"  resume        {resume['succeeded']}/{resume['attempts']} after a drop "
-        f"(success {_percent(resume['success_rate'])}); time to resume p50 {resume['seconds_to_resume']['p50']} s, "
+        f"(success {_percent(resume['success_rate'])}; {resume['into_an_ended_match']} into a match that had ended: "
+        f"its final state and left); time to resume p50 {resume['seconds_to_resume']['p50']} s, "
         f"p99 {resume['seconds_to_resume']['p99']} s; refused: {_counts(resume['refusals'])}",
         f"  latency       round trip p50 {latency['rtt_ms']['p50']} ms, p99 {latency['rtt_ms']['p99']} ms; "
         f"input to acknowledgement p50 {latency['input_ack_ms']['p50']} ms, p99 {latency['input_ack_ms']['p99']} ms",
