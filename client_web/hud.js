@@ -95,6 +95,24 @@ export class Hud {
     setTimeout(() => item.remove(), KILL_FEED_MS);
   }
 
+  /** A line in the kill feed about who came, went, or whose seat a bot took over. */
+  addNotice(player, text) {
+    const item = document.createElement("li");
+    item.classList.add("notice");
+    const span = document.createElement("span");
+    span.className = "name";
+    span.textContent = player.name;
+    span.style.color = playerColor(player.id, 70);
+    const verb = document.createElement("span");
+    verb.className = "verb";
+    verb.textContent = text;
+    item.append(span, verb);
+    const feed = this.elements.killFeed;
+    feed.prepend(item);
+    while (feed.children.length > KILL_FEED_LENGTH) feed.lastElementChild.remove();
+    setTimeout(() => item.remove(), KILL_FEED_MS);
+  }
+
   clearKillFeed() {
     this.elements.killFeed.replaceChildren();
   }

@@ -304,6 +304,11 @@ class Game {
         }
         break;
       }
+      case "notice": {
+        const texts = { join: "joined", leave: "left", takeover: "left: a bot plays on for them" };
+        if (texts[event.what]) this.hud.addNotice({ id: event.player, name: event.name }, texts[event.what]);
+        break;
+      }
       case "match_end":
         this.matchEnd = event;
         this.net.expectTraffic = false;

@@ -2,7 +2,7 @@
 randomness from a generator kept in the state, so `step(state, inputs)` depends on nothing else."""
 
 from game.ai import bot_input
-from game.events import Death, Event, Hit, MatchEnd, Respawn, ScoreLine
+from game.events import Death, Event, Hit, MatchEnd, Notice, Respawn, ScoreLine
 from game.hashing import state_hash
 from game.rules import Rect, Rules
 from game.simulation import MatchFullError, add_player, projectile_position, remove_player, step
@@ -18,6 +18,7 @@ __all__ = [
     "MatchEnd",
     "MatchFullError",
     "MatchState",
+    "Notice",
     "Player",
     "PlayerInput",
     "Projectile",

@@ -53,4 +53,18 @@ class MatchEnd:
     scoreboard: tuple[ScoreLine, ...]
 
 
-Event = Hit | Death | Respawn | MatchEnd
+@attrs.frozen
+class Notice:
+    """Someone arrived in or left the match, or a server-side bot took over a seat (for the kill feed).
+
+    `what` is "join", "leave" or "takeover"; `name` is the player's name (for a takeover, whose seat it was).
+    Not made by `step`: the server adds notices to the tick they happened before.
+    """
+
+    kind: ClassVar[str] = "notice"
+    what: str
+    player: int
+    name: str
+
+
+Event = Hit | Death | Respawn | MatchEnd | Notice

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import msgpack
 
-from game import Death, Delta, Event, Hit, MatchEnd, Respawn, ScoreLine, Snapshot
+from game import Death, Delta, Event, Hit, MatchEnd, Notice, Respawn, ScoreLine, Snapshot
 from server.auth import MAX_TOKEN_BYTES
 from server.messages import (
     CLIENT_MESSAGE_TYPES,
@@ -87,7 +87,7 @@ def _map_without_duplicate_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
     return result
 
 
-_EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (Hit, Death, Respawn, MatchEnd)}
+_EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (Hit, Death, Respawn, MatchEnd, Notice)}
 _SERVER_MESSAGE_CLASSES = (
     Welcome,
     Authenticated,
@@ -250,9 +250,7 @@ def decode_server(data: bytes) -> ServerMessage:
 def _server_message_from_wire(wire: dict[str, Any]) -> ServerMessage:
     tag = wire.pop("t")
     if tag == "snapshot":
-        return Snapshot(
-            tick=wire["tick"], entities=wire["entities"], events=tuple(_event_from_wire(e) for e in wire["events"])
-        )
+        return Snapshot(tick=wire["tick"], entities=wire["entities"], events=_events_from_wire(wire["events"]))
     if tag == "delta":
         return Delta(
             tick=wire["tick"],
@@ -260,12 +258,17 @@ def _server_message_from_wire(wire: dict[str, Any]) -> ServerMessage:
             added=wire.get("add", {}),
             changed=wire.get("change", {}),
             removed={kind: tuple(ids) for kind, ids in wire.get("remove", {}).items()},
-            events=tuple(_event_from_wire(e) for e in wire.get("events", ())),
+            events=_events_from_wire(wire.get("events", ())),
         )
     message_type = _SERVER_MESSAGE_TYPES.get(tag)
     if message_type is None:
         raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"unknown message type {tag!r} from server")
     return message_type(**wire)
+
+
+def _events_from_wire(wires: list[dict[str, Any]]) -> tuple[Event, ...]:
+    """The events a client knows; kinds it does not know are ignored (docs/protocol.md)."""
+    return tuple(_event_from_wire(wire) for wire in wires if wire.get("e") in _EVENT_TYPES)
 
 
 def _event_from_wire(wire: dict[str, Any]) -> Event:

@@ -26,7 +26,7 @@ import attrs
 import trio
 
 import game
-from game import MatchState, PlayerInput, Rules, Snapshot
+from game import MatchState, Notice, PlayerInput, Rules, Snapshot
 from game.snapshot import PLAYERS
 from server.codec import encode
 from server.matchmaker import Mode
@@ -148,6 +148,8 @@ class Match:
     _feed: DelayedFeed | None = attrs.field(default=None, init=False)
     _membership_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _ended_by_operator: bool = attrs.field(default=False, init=False)
+    _notices: list[Notice] = attrs.field(factory=list, init=False)
+    """Arrivals, departures and takeovers since the last tick, sent with its events."""
 
     def __attrs_post_init__(self) -> None:
         self.state = MatchState.initial(seed=self.seed, rules=self.rules)
@@ -219,6 +221,8 @@ class Match:
             self.recorder.join(player_id, name)
         seat = Seat(player_id=player_id, subject=subject)
         self.seats[player_id] = seat
+        self._notices.append(Notice(what="join", player=player_id, name=name))
+        self._yield_bot_seats()
         self._attach(seat, session, resumed=False)
         logger.info("match %s: %s joined as player %d", self.id, session.name, player_id, extra={**session.log_fields})
 
@@ -326,7 +330,32 @@ class Match:
         session.send_control(encode(joined))
         self._membership_changed.set()
 
+    def _yield_bot_seats(self) -> None:
+        """Bots give up their seats while the match has more participants than its mode keeps it at."""
+        target = self.mode.participants_target
+        bots = [seat for seat in self.seats.values() if seat.subject is None]
+        while bots and len(self.seats) > target:
+            bot = bots.pop()
+            player = self.state.players.get(bot.player_id)
+            self._notices.append(Notice(what="leave", player=bot.player_id, name=player.name if player else "bot"))
+            self._remove_seat(bot)
+
     def _release(self, seat: Seat) -> None:
+        """A player's seat is given up: a bot takes it over if the match would fall below its mode's participant
+        target (the avatar and its score stay), else it goes."""
+        player = self.state.players.get(seat.player_id)
+        name = player.name if player else ""
+        running = not (self.finished or self.state.over)
+        if running and seat.subject is not None and len(self.seats) <= self.mode.participants_target:
+            seat.subject, seat.session, seat.held_until = None, None, None
+            self._notices.append(Notice(what="takeover", player=seat.player_id, name=name))
+            logger.info("match %s: a bot took over player %d's seat", self.id, seat.player_id, extra={"match": self.id})
+            return
+        if running:
+            self._notices.append(Notice(what="leave", player=seat.player_id, name=name))
+        self._remove_seat(seat)
+
+    def _remove_seat(self, seat: Seat) -> None:
         del self.seats[seat.player_id]
         self.state = game.remove_player(self.state, seat.player_id)
         if self.recorder is not None:
@@ -454,6 +483,8 @@ class Match:
                 "ack": latest.seq if latest else 0,
                 "status": seat.status,
             }
+        if self._notices:
+            events, self._notices = (*events, *self._notices), []
         current = game.snapshot(self.state, events).with_fields(PLAYERS, server_fields)
         delta_frame = binary_frame(encode(game.delta(self._last_snapshot, current)))
         snapshot_frame: bytes | None = None

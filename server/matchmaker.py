@@ -29,11 +29,22 @@ class Mode:
     fill_with_bots: bool = False
     backfill: bool = False
     """Whether players are also seated in running matches of this mode that have a free seat (drop-in)."""
+    fill_to: int = 0
+    """With `fill_with_bots`: the participants (players and bots) a match of this mode keeps while it runs: bots
+    fill the missing seats, give them up to arriving players, and take over the seats players leave. 0: as many as
+    `min_players`."""
+
+    @property
+    def participants_target(self) -> int:
+        """How many participants bots keep a match at (0: bots do not fill)."""
+        return max(self.min_players, self.fill_to) if self.fill_with_bots else 0
 
 
 DEFAULT_MODES = (
     Mode(name="duel", min_players=2, max_players=2, fill_after_seconds=10.0, fill_with_bots=True),
-    Mode(name="ffa", min_players=2, max_players=8, fill_after_seconds=5.0, fill_with_bots=True, backfill=True),
+    Mode(
+        name="ffa", min_players=2, max_players=8, fill_after_seconds=5.0, fill_with_bots=True, backfill=True, fill_to=4
+    ),
 )
 
 
@@ -173,10 +184,10 @@ class Matchmaker:
             return queue[: mode.max_players], 0
         if now - queue[0].queued_at < mode.fill_after_seconds:
             return (), 0
+        if mode.fill_with_bots:
+            return list(queue), max(0, min(mode.max_players, mode.participants_target) - len(queue))
         if len(queue) >= mode.min_players:
             return list(queue), 0
-        if mode.fill_with_bots:
-            return list(queue), mode.min_players - len(queue)
         return (), 0
 
     def _form(self, mode: Mode, tickets: Sequence[Ticket], bots: int, now: float) -> FormedMatch:

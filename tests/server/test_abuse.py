@@ -36,7 +36,7 @@ from tests.server.rawws import (
 )
 
 TICK_RATE = 30
-MEASURE_SECONDS = 2.0
+MEASURE_SECONDS = 3.0
 BYSTANDER_ADDRESS = "127.0.0.2"
 ATTACKER_ADDRESS = "127.0.0.3"
 
