@@ -542,9 +542,10 @@ class Game {
 
   #noticeText(me, match, now) {
     if (this.connection === "reconnecting") {
-      return this.net.state === "open"
-        ? "Reconnected — taking back your seat…"
-        : `Connection lost — reconnecting (attempt ${Math.max(1, this.net.attempt)})…`;
+      if (this.net.state !== "open") return `Connection lost — reconnecting (attempt ${Math.max(1, this.net.attempt)})…`;
+      if (this.net.seat === "resuming") return "Reconnected — taking back your seat…";
+      if (this.net.seatLost) return "The server restarted — finding you a new match…";
+      return "Reconnected — finding you a match…";
     }
     if (!this.inMatch) {
       if (this.connection !== "connecting") return null;
@@ -585,6 +586,12 @@ function publicPlayer(player) {
 }
 
 const game = new Game();
+
+// Coming back to the tab, or the browser coming back online, retries a lost connection at once.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") game.net.retryNow();
+});
+window.addEventListener("online", () => game.net.retryNow());
 
 // Any key, click or tap skips a kill-cam; a checkbox on the start screen turns kill-cams off (remembered).
 for (const type of ["keydown", "pointerdown"]) {

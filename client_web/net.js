@@ -2,10 +2,12 @@
 // binary msgpack frames: welcome -> hello (with the token) -> authenticated -> queue -> reserved -> join ->
 // joined, or resume (with the seat's resume token) after a dropped connection.
 //
-// It reconnects by itself after a close it did not ask for, with exponential backoff and full jitter (a random
-// delay from 0 up to 100 ms * 2^attempt, capped at 5 s), so that many clients cut off together do not all
-// come back in the same instant. The same token is used again, so the server knows the player and keeps its
-// seat for `resume_window` seconds.
+// It reconnects by itself after a close it did not ask for, for as long as the page is open, with exponential
+// backoff and full jitter (a random delay from 0 up to 100 ms * 2^attempt, capped at 5 s, as Colyseus' client
+// caps it), so that many clients cut off together do not all come back in the same instant; and at once when
+// the tab becomes visible again or the browser goes back online. The same token is used again, so the server
+// knows the player and keeps its seat for `resume_window` seconds; if the seat is gone (a restarted server), it
+// queues for a new match and says so (`seatLost`).
 
 import { decode, encode } from "@msgpack/msgpack";
 
@@ -14,7 +16,6 @@ export const DEFAULT_MODE = "ffa";
 
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_CAP_MS = 5000;
-const MAX_RECONNECT_ATTEMPTS = 15;
 const CONNECT_TIMEOUT_MS = 5000;
 /** While a match is running the server sends a state every tick; this much silence means the link is dead. */
 const SILENCE_TIMEOUT_MS = 5000;
@@ -69,6 +70,7 @@ export class Connection {
   seat = null;
   queueStatus = null;
   attempt = 0;
+  seatLost = false; // the seat we held is gone: we are queueing for a new match
   reconnects = 0;
   closeReason = "";
   /** Whether the player wants to play: then every new socket takes (or takes back) a seat once authenticated. */
@@ -249,6 +251,7 @@ export class Connection {
         break;
       case "joined":
         this.#resumeToken = message.resume;
+        this.seatLost = false;
         this.#setSeat("seated");
         break;
       case "left":
@@ -284,7 +287,9 @@ export class Connection {
 
   #refused({ request }) {
     if (request === "resume" || request === "join") {
-      // The held seat is gone, or the reservation expired: look for a new match.
+      // The held seat is gone (a restarted server, a window that passed), or the reservation expired: look for
+      // a new match.
+      if (request === "resume") this.seatLost = true;
       this.#resumeToken = null;
       if (this.wantsMatch) this.#queue();
       else this.#setSeat(null);
@@ -320,15 +325,18 @@ export class Connection {
   }
 
   #reconnectLater() {
-    if (this.attempt >= MAX_RECONNECT_ATTEMPTS) {
-      this.#giveUp("connection lost");
-      return;
-    }
     this.attempt += 1;
     this.state = "reconnecting";
     this.seat = this.seat === "seated" || this.seat === "resuming" ? "resuming" : null;
     this.#retryTimer = setTimeout(() => this.#connect("reconnecting"), backoffDelayMs(this.attempt));
     this.#callbacks.onChange();
+  }
+
+  /** Try again now instead of waiting out the backoff (the tab became visible, the browser went online). */
+  retryNow() {
+    if (this.state !== "reconnecting" || this.#ws) return;
+    clearTimeout(this.#retryTimer);
+    this.#connect("reconnecting");
   }
 
   #giveUp(reason) {
