@@ -25,6 +25,7 @@ import math
 import os
 import resource
 import socket
+import sqlite3
 import ssl
 import time
 from collections import Counter, deque
@@ -33,6 +34,7 @@ from typing import Any
 import attrs
 import h11
 import trio
+from openskill.models import PlackettLuce
 
 from game import PlayerInput, Rules
 from server.auth import Authenticator, AuthError, Identity
@@ -41,7 +43,7 @@ from server.config import ServerConfig
 from server.directory import InMemoryMatchDirectory
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
 from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
-from server.match import SeatError, TickStatistics, percentile_ms
+from server.match import Match, SeatError, TickStatistics, percentile_ms
 from server.matchmaker import Matchmaker, MatchmakingError
 from server.messages import (
     PROTOCOL_VERSION,
@@ -58,6 +60,7 @@ from server.messages import (
     Matches,
     Queue,
     Queued,
+    Rated,
     Refresh,
     Refused,
     Reserved,
@@ -69,6 +72,7 @@ from server.messages import (
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import Metrics
 from server.proxies import client_address, is_trusted, parse_networks
+from server.ratings import SqliteRatingStore, rate_match
 from server.recording import REPLAY_ID, list_replays
 from server.recording import SUFFIX as REPLAY_SUFFIX
 from server.replay import ReplayError, frames_for_viewer, read_replay
@@ -95,6 +99,8 @@ MATCHMAKING_INTERVAL = 0.1
 QUEUE_STATUS_INTERVAL = 1.0
 MAX_GUEST_REQUEST_BYTES = 1024
 MONITOR_PATH = "/monitor"
+RATINGS_FILE = "ratings.sqlite3"
+LEADERBOARD_SIZE = 50
 ADMIN_PREFIX = "/admin/"
 HISTORY_SECONDS = 300
 FILE_HEADROOM = 128
@@ -150,6 +156,9 @@ class ArenaServer:
     _origins: OriginPolicy = attrs.field(init=False)
     _trusted_proxies: tuple[Any, ...] = attrs.field(init=False)
     _metrics_networks: tuple[Any, ...] = attrs.field(init=False)
+    ratings: SqliteRatingStore | None = attrs.field(default=None, init=False)
+    """The skill ratings (None without --data-dir)."""
+    _rating_model: PlackettLuce = attrs.field(factory=PlackettLuce, init=False)
     _replay_renderer: trio.Semaphore = attrs.field(factory=lambda: trio.Semaphore(1), init=False)
     _history: deque[dict[str, float | int | None]] = attrs.field(
         factory=lambda: deque(maxlen=HISTORY_SECONDS), init=False
@@ -180,6 +189,8 @@ class ArenaServer:
         self._guest_tokens = AddressRateLimiter(rate=per_minute / 60, burst=per_minute)
         self._frame_limits = config.frame_limits()
         self._origins = OriginPolicy.from_options(config.allowed_origins)
+        if config.data_dir is not None:
+            self.ratings = SqliteRatingStore(config.data_dir / RATINGS_FILE)
         self._trusted_proxies = parse_networks(config.trusted_proxies)
         self._metrics_networks = parse_networks(config.metrics_from, option="--metrics-from")
         if (config.tls_cert is None) != (config.tls_key is None):
@@ -214,6 +225,7 @@ class ArenaServer:
                 bot_takes_over=self.config.bot_takes_over,
                 seed=self.config.seed,
                 spectator_delay=self.config.spectator_delay,
+                on_match_over=lambda match: nursery.start_soon(self._rate, match),
                 replay_dir=self.config.replay_dir,
                 replay_keep=self.config.replay_keep,
                 replay_max_age_seconds=self.config.replay_max_age_days * 86400,
@@ -261,6 +273,8 @@ class ArenaServer:
         if self._reserve_fd is not None:
             os.close(self._reserve_fd)
             self._reserve_fd = None
+        if self.ratings is not None:
+            self.ratings.close()
 
     def shutdown(self) -> None:
         """Stop accepting connections and close every client with 1001 (going away)."""
@@ -600,6 +614,8 @@ class ArenaServer:
             )
         elif request.path == "/healthz":
             await respond_json(stream, connection, 200, self.health(), head_only=head_only)
+        elif request.path == "/leaderboard" or request.path.startswith("/players/"):
+            await self._answer_ratings(stream, connection, request.path, head_only=head_only)
         elif request.path == "/replays" or request.path.startswith("/replays/"):
             await self._answer_replays(stream, connection, request.path, head_only=head_only)
         elif request.path == "/metrics":
@@ -671,6 +687,48 @@ class ArenaServer:
         await respond(
             stream, connection, 200, body, content_type="application/octet-stream", headers=headers, head_only=head_only
         )
+
+    async def _answer_ratings(
+        self, stream: trio.abc.Stream, connection: h11.Connection, path: str, *, head_only: bool
+    ) -> None:
+        """GET /leaderboard (the best 50) and GET /players/{id} (one player's rating)."""
+        store = self.ratings
+        if store is None:
+            await respond(stream, connection, 404, b"this server keeps no ratings (--data-dir)\n")
+            return
+        if path == "/leaderboard":
+            top = await trio.to_thread.run_sync(store.leaderboard, LEADERBOARD_SIZE)
+            leaderboard = [{"rank": index, **rating.public()} for index, rating in enumerate(top, start=1)]
+            await respond_json(stream, connection, 200, {"leaderboard": leaderboard}, head_only=head_only)
+            return
+        subject = path[len("/players/") :]
+        found = (await trio.to_thread.run_sync(store.get_many, [subject])).get(subject) if subject else None
+        if found is None:
+            await respond_json(stream, connection, 404, {"error": f"no rated player {subject[:80]!r}"})
+            return
+        await respond_json(stream, connection, 200, found.public(), head_only=head_only)
+
+    async def _rate(self, match: Match) -> None:
+        """Rate the players of a match that ended, store it (off the tick's path), and tell them."""
+        store = self.ratings
+        if store is None:
+            return
+        lines, subjects = match.standings()
+        if len(subjects) < 2:
+            return  # beating bots proves nothing
+        try:
+            before = await trio.to_thread.run_sync(store.get_many, list(subjects.values()))
+            results = rate_match(self._rating_model, lines, subjects, before)
+            await trio.to_thread.run_sync(store.save, [after for _, after in results])
+        except sqlite3.Error as error:
+            logger.error("match %s: ratings not saved: %s", match.id, error, extra={"match": match.id})
+            return
+        for old, new in results:
+            session = self.sessions_by_subject.get(new.subject)
+            if session is not None:
+                change = round(new.ordinal - old.ordinal, 2)
+                rated = Rated(match=match.id, rating=round(new.ordinal, 2), change=change, matches=new.matches)
+                session.send_control(encode(rated))
 
     def _is_admin(self, request: HttpRequest) -> bool:
         token = self.config.admin_token

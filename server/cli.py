@@ -17,6 +17,7 @@ from server.app import FILE_HEADROOM, ArenaServer
 from server.auth import AuthConfig
 from server.config import ServerConfig
 from server.matchmaker import DEFAULT_MODES, Mode
+from server.ratings import RatingStoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="development: hold back every frame the server sends by this long, to try the netcode at a real "
         "round trip (default %(default)s)",
+    )
+    serve.add_argument(
+        "--data-dir",
+        default=str(DEFAULT_DATA_DIR),
+        metavar="DIR",
+        help="where the skill ratings are kept (ratings.sqlite3) (default %(default)s)",
     )
     replays = serve.add_argument_group("replays (docs/protocol.md)")
     replays.add_argument(
@@ -200,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEFAULT_REPLAY_DIR = Path(".arena") / "replays"
+DEFAULT_DATA_DIR = Path(".arena") / "data"
 
 GC_THRESHOLDS = (20_000, 20, 100)
 """Young collections every 20,000 container allocations instead of 700, and full ones a fifth as often: a tick
@@ -286,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         lag_compensation_seconds=args.lag_compensation_ms / 1000,
         replay_dir=None if args.no_replays else Path(args.replay_dir),
         spectator_delay=args.spectator_delay,
+        data_dir=Path(args.data_dir),
         replay_keep=args.replay_keep,
         replay_max_age_days=args.replay_max_age_days,
         simulated_latency=args.simulate_latency_ms / 1000,
@@ -308,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         server = ArenaServer(config)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RatingStoreError) as error:
         print(f"arena: {error}", file=sys.stderr)
         return 2
     listen_error: OSError | None = None

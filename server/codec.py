@@ -25,6 +25,7 @@ from server.messages import (
     Left,
     Matches,
     Queued,
+    Rated,
     Refused,
     Reserved,
     ServerMessage,
@@ -99,6 +100,7 @@ _SERVER_MESSAGE_CLASSES = (
     Left,
     Matches,
     Refused,
+    Rated,
 )
 _SERVER_MESSAGE_TYPES: dict[str, type[ServerMessage]] = {cls.tag: cls for cls in _SERVER_MESSAGE_CLASSES}
 

@@ -58,6 +58,7 @@ class ServerConfig:
         kill_limit, match_seconds: a match ends when a player reaches `kill_limit` kills or after this long.
         seed: the seed of every match's randomness, to reproduce a match; None draws a new seed per match.
         lag_compensation_seconds: how far back a shot may be judged (docs/protocol.md); 0 turns it off.
+        data_dir: where the server keeps its data (ratings.sqlite3, the skill ratings); None keeps no ratings.
         spectator_delay: seconds spectators watch behind the players (against ghosting); 0 shows them live.
         replay_dir: where every match is recorded (server.recording); None records nothing.
         replay_keep, replay_max_age_days: the most recordings kept, and for how long; older ones are deleted.
@@ -102,6 +103,7 @@ class ServerConfig:
     seed: int | None = None
     lag_compensation_seconds: float = 0.25
     spectator_delay: float = 10.0
+    data_dir: Path | None = None
     replay_dir: Path | None = None
     replay_keep: int = 1000
     replay_max_age_days: float = 7.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ class InMemoryMatchDirectory:
     seed: int | None = None
     bot_takes_over: bool = False
     spectator_delay: float = 0.0
+    on_match_over: Callable[[Match], None] | None = None
+    """Told when a match ends by its rules (the server rates its players)."""
     replay_dir: Path | None = None
     """Where matches are recorded (None: not recorded)."""
     replay_keep: int = 1000
@@ -83,6 +86,7 @@ class InMemoryMatchDirectory:
             tick_phase=(self._matches_created * GOLDEN_RATIO_FRACTION) % 1.0,
             recorder=recorder,
             spectator_delay=self.spectator_delay,
+            on_over=self.on_match_over,
         )
         self._matches_created += 1
         for _ in range(bots):

@@ -26,7 +26,7 @@ import attrs
 import trio
 
 import game
-from game import MatchState, Notice, PlayerInput, Rules, Snapshot
+from game import MatchState, Notice, PlayerInput, Rules, ScoreLine, Snapshot
 from game.snapshot import PLAYERS
 from server.codec import encode
 from server.matchmaker import Mode
@@ -133,6 +133,8 @@ class Match:
     """Where in the tick interval this match ticks (0 to 1): matches with phases spread apart do not all tick at
     the same moment, so none waits for the others' ticks (lateness)."""
     pending_reservations: int = 0
+    on_over: Callable[[Match], None] | None = None
+    """Told once when the match ends by its rules (not when it closes early): the server rates its players."""
     spectator_delay: float = 0.0
     """Seconds spectators watch behind the players (server.spectating)."""
     recorder: MatchRecorder | None = None
@@ -171,6 +173,13 @@ class Match:
         """The last state sent, with the events of its tick (the match's end, once over), encoded: what a player
         who comes back after the end is shown."""
         return encode(self._last_snapshot)
+
+    def standings(self) -> tuple[list[ScoreLine], dict[int, str]]:
+        """The scoreboard, best first (as `match_end` ranks it), and the identity of each player id (bots have none)."""
+        ranked = sorted(self.state.players.values(), key=lambda p: (-p.kills, p.deaths, p.id))
+        lines = [ScoreLine(player=p.id, name=p.name, kills=p.kills, deaths=p.deaths) for p in ranked]
+        subjects = {seat.player_id: seat.subject for seat in self.humans if seat.subject is not None}
+        return lines, subjects
 
     def summary(self) -> dict[str, Any]:
         """What match listings show."""
@@ -419,6 +428,8 @@ class Match:
                 duration = trio.current_time() - started
                 self.tick_cost += (duration - self.tick_cost) * TICK_COST_SMOOTHING
                 self.statistics.record(started, lateness, duration)
+            if self.state.over and self.on_over is not None:
+                self.on_over(self)
             if self.state.over and self._feed is not None:
                 # spectators are behind: show them the end too, at the tick rate
                 tick = self.state.tick

@@ -282,6 +282,17 @@ class Refused:
     reason: str
 
 
+@attrs.frozen
+class Rated:
+    """The player's skill rating after the match that just ended: `rating` (mu - 3 sigma) and its `change`."""
+
+    tag: ClassVar[str] = "rated"
+    match: str
+    rating: float
+    change: float
+    matches: int
+
+
 ServerMessage = (
     Welcome
     | Authenticated
@@ -295,4 +306,5 @@ ServerMessage = (
     | Refused
     | Snapshot
     | Delta
+    | Rated
 )
