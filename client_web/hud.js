@@ -173,6 +173,15 @@ export class Hud {
     show(this.elements.scoreboard, false);
   }
 
+  /** The player's rating after the match (a `rated` message), under the scoreboard. */
+  showRating({ rating, change, matches }) {
+    const element = document.querySelector("#scoreboard-rating");
+    if (!element) return;
+    const sign = change >= 0 ? "+" : "−";
+    element.textContent = `Your rating: ${rating.toFixed(1)} (${sign}${Math.abs(change).toFixed(1)}) after ${matches} rated matches`;
+    element.hidden = false;
+  }
+
   get scoreboardVisible() {
     return !this.elements.scoreboard.hidden;
   }

@@ -193,6 +193,9 @@ class Game {
       case "refused":
         this.#refused(message);
         break;
+      case "rated":
+        this.hud.showRating(message);
+        break;
       case "snapshot":
         if (this.playerId !== null) this.#hold(worldFromSnapshot(message), message.events, now, { full: true });
         break;
@@ -586,6 +589,25 @@ function publicPlayer(player) {
 }
 
 const game = new Game();
+
+// The leaderboard on the start screen (GET /leaderboard; absent when the server keeps no ratings).
+async function showLeaderboard() {
+  const list = document.querySelector("#leaderboard-rows");
+  const response = await fetch("/leaderboard").catch(() => null);
+  if (!list || !response?.ok) {
+    document.querySelector("#leaderboard")?.remove();
+    return;
+  }
+  const { leaderboard } = await response.json();
+  list.replaceChildren(
+    ...leaderboard.slice(0, 10).map((entry) => {
+      const item = document.createElement("li");
+      item.textContent = `${entry.name} — ${entry.rating.toFixed(1)} (${entry.matches} matches)`;
+      return item;
+    }),
+  );
+}
+showLeaderboard();
 
 // Coming back to the tab, or the browser coming back online, retries a lost connection at once.
 document.addEventListener("visibilitychange", () => {
