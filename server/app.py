@@ -708,6 +708,20 @@ class ArenaServer:
             return
         await respond_json(stream, connection, 200, found.public(), head_only=head_only)
 
+    async def _load_rating(self, session: Session) -> None:
+        """Learn a player's rating for matchmaking (a worker thread reads the store)."""
+        store = self.ratings
+        if store is None or session.identity is None:
+            return
+        subject = session.identity.subject
+        try:
+            found = (await trio.to_thread.run_sync(store.get_many, [subject])).get(subject)
+        except sqlite3.Error as error:
+            logger.warning("could not read the rating of %s: %s", subject, error, extra=session.log_fields)
+            return
+        if found is not None:
+            session.rating = found.ordinal
+
     async def _rate(self, match: Match) -> None:
         """Rate the players of a match that ended, store it (off the tick's path), and tell them."""
         store = self.ratings
@@ -726,6 +740,7 @@ class ArenaServer:
         for old, new in results:
             session = self.sessions_by_subject.get(new.subject)
             if session is not None:
+                session.rating = new.ordinal
                 change = round(new.ordinal - old.ordinal, 2)
                 rated = Rated(match=match.id, rating=round(new.ordinal, 2), change=change, matches=new.matches)
                 session.send_control(encode(rated))
@@ -949,7 +964,7 @@ class ArenaServer:
                 session.send_control(encode(Refused(request="queue", reason="leave your match first")))
                 return
             try:
-                self.matchmaker.enqueue(subject, message.mode, now=trio.current_time())
+                self.matchmaker.enqueue(subject, message.mode, now=trio.current_time(), rating=session.rating)
             except MatchmakingError as error:
                 session.send_control(encode(Refused(request="queue", reason=str(error))))
                 return
@@ -989,6 +1004,8 @@ class ArenaServer:
             )
         name = (hello.name or identity.name or "player").strip()
         session.authenticated(identity, name)
+        if self.ratings is not None:
+            session.nursery.start_soon(self._load_rating, session)
         session.expire_token_at(trio.current_time() + (identity.expires_at - time.time()))
         expires_in = round(identity.expires_at - time.time(), 1)
         session.send_control(encode(Authenticated(player=identity.subject, name=name, expires_in=expires_in)))

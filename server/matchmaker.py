@@ -13,6 +13,7 @@ directory (shared by several server processes) can stand in for the in-memory on
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -58,6 +59,24 @@ class Ticket:
     subject: str
     mode: str
     queued_at: float
+    rating: float = 0.0
+    """The player's skill rating (server.ratings: mu - 3 sigma) when it queued."""
+
+
+SKILL_WINDOW_START = 5.0
+"""Rating points a new ticket accepts either side of its own (about a fifth of the spread between a new player
+and a good one)."""
+SKILL_WINDOW_GROWTH = 2.5
+"""Rating points the window widens by for every second a ticket waits."""
+SKILL_WINDOW_OPEN_AFTER = 20.0
+"""Seconds after which a ticket takes anyone: a match with a mismatch beats no match."""
+
+
+def skill_window(waited: float) -> float:
+    """How far apart in rating the players a ticket that waited `waited` seconds may be matched with."""
+    if waited >= SKILL_WINDOW_OPEN_AFTER:
+        return math.inf
+    return SKILL_WINDOW_START + SKILL_WINDOW_GROWTH * max(0.0, waited)
 
 
 @attrs.frozen
@@ -113,7 +132,7 @@ class Matchmaker:
     _reservations: dict[str, Reservation] = attrs.field(factory=dict, init=False)
     _recent_waits: dict[str, list[float]] = attrs.field(factory=dict, init=False)
 
-    def enqueue(self, subject: str, mode_name: str, *, now: float) -> Ticket:
+    def enqueue(self, subject: str, mode_name: str, *, now: float, rating: float = 0.0) -> Ticket:
         """Queue a player for a mode; a player already queued is moved to the new mode's queue.
 
         Raises:
@@ -123,7 +142,7 @@ class Matchmaker:
         if mode is None:
             raise MatchmakingError(f"unknown mode {mode_name!r}: choose one of {', '.join(sorted(self.modes))}")
         self.cancel(subject)
-        ticket = Ticket(id=secrets.token_urlsafe(9), subject=subject, mode=mode.name, queued_at=now)
+        ticket = Ticket(id=secrets.token_urlsafe(9), subject=subject, mode=mode.name, queued_at=now, rating=rating)
         self._queues.setdefault(mode.name, []).append(ticket)
         self._tickets_by_subject[subject] = ticket
         return ticket
@@ -180,14 +199,21 @@ class Matchmaker:
         return formed
 
     def _next_group(self, mode: Mode, queue: list[Ticket], now: float) -> tuple[Sequence[Ticket], int]:
-        if len(queue) >= mode.max_players:
-            return queue[: mode.max_players], 0
-        if now - queue[0].queued_at < mode.fill_after_seconds:
-            return (), 0
-        if mode.fill_with_bots:
-            return list(queue), max(0, min(mode.max_players, mode.participants_target) - len(queue))
-        if len(queue) >= mode.min_players:
-            return list(queue), 0
+        """The next match to form: for each ticket, oldest first, the waiting players within its skill window
+        (`skill_window`, widening as it waits); a full match at once, or after the mode's wait a smaller one (with
+        bots, if the mode fills with them)."""
+        for anchor in queue:
+            waited = now - anchor.queued_at
+            window = skill_window(waited)
+            group = [ticket for ticket in queue if abs(ticket.rating - anchor.rating) <= window]
+            if len(group) >= mode.max_players:
+                return group[: mode.max_players], 0
+            if waited < mode.fill_after_seconds:
+                continue
+            if mode.fill_with_bots:
+                return group, max(0, min(mode.max_players, mode.participants_target) - len(group))
+            if len(group) >= mode.min_players:
+                return group, 0
         return (), 0
 
     def _form(self, mode: Mode, tickets: Sequence[Ticket], bots: int, now: float) -> FormedMatch:

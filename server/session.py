@@ -77,6 +77,8 @@ class Session:
     """Inputs received and not applied yet, oldest first (at most `INPUT_QUEUE_LENGTH`); the match applies one
     per tick."""
     rtt_ms: int = 0
+    rating: float = 0.0
+    """The player's skill rating (mu - 3 sigma; 0 until known or for a new player): matchmaking uses it."""
     _view_lag: int = attrs.field(default=0, init=False)
     """How many ticks behind the server the latest input's view was when it was first applied."""
     needs_snapshot: bool = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from server.matchmaker import Matchmaker, MatchmakingError, Mode
+from server.matchmaker import SKILL_WINDOW_OPEN_AFTER, Matchmaker, MatchmakingError, Mode, skill_window
 
 DUEL = Mode(name="duel", min_players=2, max_players=2, fill_after_seconds=10, fill_with_bots=True)
 FFA = Mode(name="ffa", min_players=2, max_players=8, fill_after_seconds=5, backfill=True)
@@ -97,3 +97,28 @@ def test_the_estimated_wait_counts_down_to_the_fill_deadline():
     matchmaker.enqueue("a", "ffa", now=0)
     assert matchmaker.status("a", now=1).estimated_wait_seconds == 4.0
     assert matchmaker.status("a", now=4).estimated_wait_seconds == 1.0
+
+
+def test_far_apart_players_are_not_matched_while_nearer_ones_wait_and_are_after_the_widening():
+    matchmaker, _ = _matchmaker()
+    matchmaker.enqueue("strong", "duel", now=0, rating=40.0)
+    matchmaker.enqueue("new", "duel", now=0, rating=0.0)
+    assert matchmaker.form_matches(now=1) == []  # 40 points apart: far outside a 7.5-point window
+    matchmaker.enqueue("near", "duel", now=1, rating=38.0)
+    (formed,) = matchmaker.form_matches(now=1.5)
+    assert {r.subject for r in formed.reservations} == {"strong", "near"}  # the nearer one, though younger
+    matchmaker.enqueue("newer", "duel", now=2, rating=30.0)
+    assert matchmaker.form_matches(now=2.5) == []  # 30 apart from "new"
+    assert skill_window(5.0) < 30.0 <= skill_window(11.0)
+    (formed,) = matchmaker.form_matches(now=11.0)  # "new" has waited 11 s: its window covers 30 points
+    assert {r.subject for r in formed.reservations} == {"new", "newer"}
+    assert skill_window(SKILL_WINDOW_OPEN_AFTER) == float("inf")
+
+
+def test_bots_fill_only_around_the_waiting_players_window():
+    matchmaker, directory = _matchmaker()
+    matchmaker.enqueue("a", "duel", now=0, rating=0.0)
+    matchmaker.enqueue("b", "duel", now=9, rating=45.0)
+    (formed,) = matchmaker.form_matches(now=10)  # "a" waited its 10 s: it plays a bot, not "b"
+    assert directory.created == [("duel", 1, 1)]
+    assert [r.subject for r in formed.reservations] == ["a"]
