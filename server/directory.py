@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from game import Rules
+from game.ai import MAX_BOT_LEVEL
 from server.match import Match, SeatError, TickStatistics
 from server.matchmaker import Mode
 from server.recording import FLUSH_SECONDS, MatchRecorder, PendingRecord, ReplayFile, prune, replay_path
@@ -66,7 +67,7 @@ class InMemoryMatchDirectory:
     """Seats of matches that have closed, by resume token, for `resume_window` after the close."""
     _matches_created: int = attrs.field(default=0, init=False)
 
-    def create_match(self, mode: Mode, *, players: int, bots: int) -> str:
+    def create_match(self, mode: Mode, *, players: int, bots: int, bot_level: int = MAX_BOT_LEVEL) -> str:
         match_id = secrets.token_urlsafe(6)
         rules = attrs.evolve(self.rules, max_players=mode.max_players)
         seed = secrets.randbits(64) if self.seed is None else self.seed
@@ -87,6 +88,7 @@ class InMemoryMatchDirectory:
             recorder=recorder,
             spectator_delay=self.spectator_delay,
             on_over=self.on_match_over,
+            bot_level=bot_level,
         )
         self._matches_created += 1
         for _ in range(bots):

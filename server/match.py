@@ -27,6 +27,7 @@ import trio
 
 import game
 from game import MatchState, Notice, PlayerInput, Rules, ScoreLine, Snapshot
+from game.ai import MAX_BOT_LEVEL
 from game.snapshot import PLAYERS
 from server.codec import encode
 from server.matchmaker import Mode
@@ -133,6 +134,8 @@ class Match:
     """Where in the tick interval this match ticks (0 to 1): matches with phases spread apart do not all tick at
     the same moment, so none waits for the others' ticks (lateness)."""
     pending_reservations: int = 0
+    bot_level: int = MAX_BOT_LEVEL
+    """How well this match's server-side bots play (game.ai), set for its players' skill."""
     on_over: Callable[[Match], None] | None = None
     """Told once when the match ends by its rules (not when it closes early): the server rates its players."""
     spectator_delay: float = 0.0
@@ -477,7 +480,7 @@ class Match:
         inputs: dict[int, PlayerInput] = {}
         for player_id, seat in sorted(self.seats.items()):
             if seat.subject is None or (seat.session is None and self.bot_takes_over):
-                inputs[player_id] = game.bot_input(self.state, player_id)
+                inputs[player_id] = game.bot_input(self.state, player_id, self.bot_level)
             elif seat.session is not None:
                 player_input = seat.session.next_input(self.state.tick + 1)
                 if player_input is not None:

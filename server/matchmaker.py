@@ -20,6 +20,8 @@ from typing import Protocol
 
 import attrs
 
+from game.ai import MAX_BOT_LEVEL
+
 
 @attrs.frozen(kw_only=True)
 class Mode:
@@ -72,6 +74,16 @@ SKILL_WINDOW_OPEN_AFTER = 20.0
 """Seconds after which a ticket takes anyone: a match with a mismatch beats no match."""
 
 
+BOT_LEVEL_RATINGS = (5.0, 15.0, 25.0)
+"""The ratings (mu - 3 sigma) from which bots of level 1, 2 and 3 fill a match: a new player (rating 0) meets
+level 0, the easiest."""
+
+
+def bot_level_for(rating: float) -> int:
+    """The bots' level for players of `rating` (game.ai: 0 easiest to MAX_BOT_LEVEL)."""
+    return sum(1 for threshold in BOT_LEVEL_RATINGS if rating >= threshold)
+
+
 def skill_window(waited: float) -> float:
     """How far apart in rating the players a ticket that waited `waited` seconds may be matched with."""
     if waited >= SKILL_WINDOW_OPEN_AFTER:
@@ -98,6 +110,7 @@ class FormedMatch:
     mode: str
     reservations: tuple[Reservation, ...]
     bots: int
+    bot_level: int = MAX_BOT_LEVEL
 
 
 @attrs.frozen
@@ -111,7 +124,7 @@ class QueueStatus:
 class MatchDirectory(Protocol):
     """Where matches are created and found; the in-memory one serves a single process."""
 
-    def create_match(self, mode: Mode, *, players: int, bots: int) -> str:
+    def create_match(self, mode: Mode, *, players: int, bots: int, bot_level: int = MAX_BOT_LEVEL) -> str:
         """Create a match for `players` reserved seats plus `bots`, and return its id."""
 
     def open_seat(self, mode: Mode) -> str | None:
@@ -217,9 +230,10 @@ class Matchmaker:
         return (), 0
 
     def _form(self, mode: Mode, tickets: Sequence[Ticket], bots: int, now: float) -> FormedMatch:
-        match_id = self.directory.create_match(mode, players=len(tickets), bots=bots)
+        level = bot_level_for(sum(ticket.rating for ticket in tickets) / len(tickets))
+        match_id = self.directory.create_match(mode, players=len(tickets), bots=bots, bot_level=level)
         reservations = tuple(self._reserve(ticket, match_id, now) for ticket in list(tickets))
-        return FormedMatch(match_id=match_id, mode=mode.name, reservations=reservations, bots=bots)
+        return FormedMatch(match_id=match_id, mode=mode.name, reservations=reservations, bots=bots, bot_level=level)
 
     def _reserve(self, ticket: Ticket, match_id: str, now: float) -> Reservation:
         """Take a ticket out of its queue and give its player a reservation in `match_id`."""

@@ -429,3 +429,20 @@ def test_a_tie_at_the_top_has_no_winner() -> None:
     end = next(e for _, events in history for e in events if isinstance(e, MatchEnd))
     assert end.winner is None
     assert [line.player for line in end.scoreboard] == [1, 2, 3]
+
+
+def test_a_weaker_bot_aims_off_by_a_deterministic_wobble_and_fires_from_closer():
+    from game.ai import AIM_ERROR_RADIANS, LEVEL_FIRING_RANGE, MAX_BOT_LEVEL, bot_input
+    from game.simulation import add_player
+    from game.state import MatchState
+
+    state = add_player(add_player(MatchState.initial(seed=3), 1, "bot"), 2, "target")
+    best = bot_input(state, 1, MAX_BOT_LEVEL)
+    easy = [bot_input(attrs.evolve(state, tick=tick), 1, 0) for tick in range(0, 200, 10)]
+    assert any(abs(e.aim - best.aim) > 0.01 for e in easy)
+    assert all(
+        abs(e.aim - best.aim) <= AIM_ERROR_RADIANS[0] + 1e-9 or abs(abs(e.aim - best.aim) - 2 * 3.14159) < 0.4
+        for e in easy
+    )
+    assert bot_input(state, 1, 0) == bot_input(state, 1, 0)  # deterministic
+    assert LEVEL_FIRING_RANGE[0] < LEVEL_FIRING_RANGE[MAX_BOT_LEVEL]

@@ -16,7 +16,7 @@ class RecordingDirectory:
     created: list[tuple[str, int, int]] = attrs.field(factory=list)
     open_seats: dict[str, int] = attrs.field(factory=dict)
 
-    def create_match(self, mode: Mode, *, players: int, bots: int) -> str:
+    def create_match(self, mode: Mode, *, players: int, bots: int, bot_level: int = 3) -> str:
         self.created.append((mode.name, players, bots))
         return f"m{len(self.created)}"
 
@@ -122,3 +122,14 @@ def test_bots_fill_only_around_the_waiting_players_window():
     (formed,) = matchmaker.form_matches(now=10)  # "a" waited its 10 s: it plays a bot, not "b"
     assert directory.created == [("duel", 1, 1)]
     assert [r.subject for r in formed.reservations] == ["a"]
+
+
+def test_bots_come_at_the_level_of_the_players_they_fill_for():
+    from server.matchmaker import bot_level_for
+
+    assert [bot_level_for(rating) for rating in (0.0, 4.9, 5.0, 15.0, 40.0)] == [0, 0, 1, 2, 3]
+    matchmaker, directory = _matchmaker()
+    matchmaker.enqueue("new", "duel", now=0, rating=0.0)
+    (formed,) = matchmaker.form_matches(now=10)
+    assert directory.created == [("duel", 1, 1)]
+    assert formed.bot_level == 0 and formed.bots == 1

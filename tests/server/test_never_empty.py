@@ -20,7 +20,7 @@ class _Directory:
     def __init__(self) -> None:
         self.created: list[tuple[int, int]] = []
 
-    def create_match(self, mode: Mode, *, players: int, bots: int) -> str:
+    def create_match(self, mode: Mode, *, players: int, bots: int, bot_level: int = 3) -> str:
         self.created.append((players, bots))
         return f"m{len(self.created)}"
 
