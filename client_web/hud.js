@@ -22,6 +22,7 @@ export function formatClock(seconds) {
 
 export class Hud {
   constructor(doc = document) {
+    this.doc = doc;
     const byId = (id) => doc.getElementById(id);
     this.elements = {
       score: byId("hud-score"),
@@ -111,6 +112,37 @@ export class Hud {
     feed.prepend(item);
     while (feed.children.length > KILL_FEED_LENGTH) feed.lastElementChild.remove();
     setTimeout(() => item.remove(), KILL_FEED_MS);
+  }
+
+  /**
+   * The live scoreboard: compact in a corner (the best five), every player with ping and status while
+   * `expanded` (Tab held). Redrawn only when what it shows changes.
+   */
+  setLiveScores(players, localId, expanded) {
+    const aside = this.doc.getElementById("live-scores");
+    if (!aside) return;
+    const ranked = [...players].sort((a, b) => b.kills - a.kills || a.deaths - b.deaths || a.id - b.id);
+    const shown = expanded ? ranked : ranked.slice(0, 5);
+    const key = JSON.stringify([expanded, localId, shown.map((p) => [p.id, p.name, p.kills, p.deaths, expanded ? p.ping : 0, p.status])]);
+    if (aside.dataset.key === key) return;
+    aside.dataset.key = key;
+    aside.hidden = players.length === 0;
+    aside.classList.toggle("expanded", expanded);
+    aside.firstElementChild.replaceChildren(
+      ...shown.map((player) => {
+        const item = document.createElement("li");
+        if (player.id === localId) item.classList.add("me");
+        const name = document.createElement("span");
+        name.className = "name";
+        name.textContent = player.status === "bot" ? `${player.name} (bot)` : player.name;
+        name.style.color = playerColor(player.id, 72);
+        const score = document.createElement("span");
+        score.className = "score";
+        score.textContent = expanded ? `${player.kills} / ${player.deaths} · ${player.ping} ms` : `${player.kills}/${player.deaths}`;
+        item.append(name, score);
+        return item;
+      }),
+    );
   }
 
   clearKillFeed() {

@@ -74,6 +74,7 @@ class Game {
   killcam = null; // while showing one: {worlds, killer, killerName, startMs}
   killcamEnabled = localStorage.getItem(KILLCAM_SETTING_KEY) !== "off";
   killcamsShown = 0;
+  scoresExpanded = false; // Tab held: the live scoreboard shows everyone
 
   constructor() {
     const canvas = document.getElementById("arena-canvas");
@@ -530,6 +531,8 @@ class Game {
     const running = match && match.start && match.end && !match.over;
     this.hud.setTimeLeft(running ? (match.end - this.world.tick) / this.rules.tick_rate : null);
     this.hud.setNotice(this.#noticeText(me, match, now));
+    const players = this.inMatch ? [...playersOf(this.world)].map(([id, p]) => ({ id, ...p })) : [];
+    this.hud.setLiveScores(players, this.playerId, this.scoresExpanded && this.inMatch);
   }
 
   /** Where the search for a seat stands, in a few words. */
@@ -608,6 +611,20 @@ async function showLeaderboard() {
   );
 }
 showLeaderboard();
+
+// Tab held shows every player's score (in a match, Tab does not move the focus).
+window.addEventListener("keydown", (event) => {
+  if (event.key === "Tab" && game.inMatch) {
+    event.preventDefault();
+    game.scoresExpanded = true;
+  }
+});
+window.addEventListener("keyup", (event) => {
+  if (event.key === "Tab") game.scoresExpanded = false;
+});
+window.addEventListener("blur", () => {
+  game.scoresExpanded = false;
+});
 
 // Coming back to the tab, or the browser coming back online, retries a lost connection at once.
 document.addEventListener("visibilitychange", () => {

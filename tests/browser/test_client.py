@@ -215,3 +215,24 @@ def test_over_https_the_page_plays_on_wss_with_names_in_any_script(server_proces
         assert any(url.startswith("https://127.0.0.1") and url.endswith("/auth/guest") for url in sockets)
         assert not watched.errors, watched.errors
     pages[0].page.screenshot(path=str(artifacts / "tls-names.png"))
+
+
+def test_a_live_scoreboard_shows_in_a_corner_and_everyone_while_tab_is_held(server_process, open_page, artifacts):
+    server = server_process(*FAST_QUEUE)
+    alice, bob = start_two_players(open_page, server.base_url)
+    page = alice.page
+    wait_for(page, "document.querySelectorAll('#live-scores li').length === 2")
+    assert not page.locator("#live-scores").evaluate("element => element.classList.contains('expanded')")
+    names = page.locator("#live-scores li .name").all_inner_texts()
+    assert sorted(names) == ["alice", "bob"]
+    page.keyboard.down("Tab")
+    wait_for(page, "document.querySelector('#live-scores').classList.contains('expanded')")
+    assert " ms" in page.inner_text("#live-scores")  # pings, in the full view
+    page.screenshot(path=str(artifacts / "live-scores.png"))
+    page.keyboard.up("Tab")
+    wait_for(page, "!document.querySelector('#live-scores').classList.contains('expanded')")
+    # the compact board sits over the arena's top-left corner, clear of the HUD bar and the kill feed
+    board = page.locator("#live-scores").bounding_box()
+    feed = page.locator("#kill-feed").bounding_box()
+    assert board is not None and board["width"] < 400 and (feed is None or board["x"] + board["width"] < feed["x"])
+    assert not alice.errors and not bob.errors
