@@ -75,6 +75,7 @@ class Game {
   killcamEnabled = localStorage.getItem(KILLCAM_SETTING_KEY) !== "off";
   killcamsShown = 0;
   scoresExpanded = false; // Tab held: the live scoreboard shows everyone
+  cues = {}; // how many of each cue were played (the tests read it)
 
   constructor() {
     const canvas = document.getElementById("arena-canvas");
@@ -285,6 +286,11 @@ class Game {
     switch (event.e) {
       case "hit":
         this.flashes.set(event.target, effectStart(event.target));
+        if (event.target === this.playerId) this.#cue("damage-cue", now);
+        if (event.shooter === this.playerId && event.target !== this.playerId) {
+          const target = players.get(event.target);
+          if (target) this.#cue("hit-marker", now, this.renderer.canvasPoint(target.x, target.y));
+        }
         break;
       case "death": {
         const victim = players.get(event.victim);
@@ -443,6 +449,21 @@ class Game {
     return this.bursts
       .filter((burst) => now >= burst.startMs)
       .map((burst) => ({ ...burst, progress: (now - burst.startMs) / BURST_MS }));
+  }
+
+  /** Play a short cue: the red edge when we are hit, the marker on a player we hit (at `point`). */
+  #cue(id, now, point = null) {
+    const element = document.getElementById(id);
+    if (!element) return;
+    if (point) {
+      const stage = element.parentElement.getBoundingClientRect();
+      element.style.left = `${point.x - stage.left}px`;
+      element.style.top = `${point.y - stage.top}px`;
+    }
+    element.classList.remove("show");
+    void element.offsetWidth; // restart the animation
+    element.classList.add("show");
+    this.cues[id] = (this.cues[id] ?? 0) + 1;
   }
 
   /** Skip the kill-cam (any key, click or tap does). */
@@ -677,6 +698,9 @@ window.arena = Object.freeze({
   },
   get killcamsShown() {
     return game.killcamsShown;
+  },
+  get cues() {
+    return { ...game.cues };
   },
   start: (name) => game.start(name),
   dropConnection: () => game.net.dropConnection(),

@@ -53,6 +53,7 @@ def test_after_a_death_the_killcam_shows_the_killer_and_a_key_skips_it(server_pr
     hunter.start()
     wait_for(victim.page, "window.arena.connection === 'in_match'")
     wait_for(victim.page, "window.arena.killcamsShown >= 1", timeout=35)
+    assert victim.page.evaluate("window.arena.cues['damage-cue']") >= 4  # a red edge for every hit taken
     assert victim.page.evaluate("window.arena.killcam") is not None
     assert "Kill-cam: hunter" in victim.page.inner_text("body")
     victim.page.screenshot(path=str(artifacts / "killcam.png"))
