@@ -481,8 +481,16 @@ class ArenaServer:
                 scope.shield = True
                 await stream.aclose()
 
+    async def _secured(self, stream: trio.SocketStream) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+        """The connection as HTTP is read from it: with TLS configured, wrapped and its handshake done."""
+        if self._ssl_context is None:
+            return stream
+        secured = trio.SSLStream(stream, self._ssl_context, server_side=True, https_compatible=True)
+        await secured.do_handshake()
+        return secured
+
     async def _refuse(
-        self, stream: trio.abc.Stream, status: int, reason: str, *, read_seconds: float = REFUSAL_READ_SECONDS
+        self, stream: trio.SocketStream, status: int, reason: str, *, read_seconds: float = REFUSAL_READ_SECONDS
     ) -> None:
         """Answer a connection refused before its request was read: read the head briefly, answer `status`
         (or /healthz, which keeps answering when the server is full), close. At most
@@ -493,19 +501,18 @@ class ArenaServer:
         self._refusals_in_flight += 1
         try:
             head = None
+            transport: trio.SocketStream | trio.SSLStream[trio.SocketStream] = stream
             with trio.move_on_after(read_seconds):
-                if self._ssl_context is not None:
-                    stream = trio.SSLStream(stream, self._ssl_context, server_side=True, https_compatible=True)
-                    await stream.do_handshake()
-                head = await read_request(stream)
+                transport = await self._secured(stream)
+                head = await read_request(transport)
             connection = head[0] if head is not None else None
             if head is not None and head[1].path == "/healthz" and status == 503:
-                await respond_json(stream, head[0], 200, self.health())
+                await respond_json(transport, head[0], 200, self.health())
             else:
                 headers = (("Retry-After", "1" if status == 503 else "10"),)
-                await respond(stream, connection, status, f"{reason}\n".encode(), headers=headers)
+                await respond(transport, connection, status, f"{reason}\n".encode(), headers=headers)
             if head is not None:  # a client that said nothing in time is not waited for either
-                await close_gracefully(stream, timeout=read_seconds)
+                await close_gracefully(transport, timeout=read_seconds)
         except (BadRequestError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -518,9 +525,7 @@ class ArenaServer:
         head = None
         try:
             with trio.move_on_after(self.config.hello_timeout):
-                if self._ssl_context is not None:
-                    transport = trio.SSLStream(stream, self._ssl_context, server_side=True, https_compatible=True)
-                    await transport.do_handshake()
+                transport = await self._secured(stream)
                 head = await read_request(transport)
         except BadRequestError as error:
             logger.debug("bad request from %s: %s", peer, error, extra={"remote": peer})
