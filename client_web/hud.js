@@ -66,14 +66,27 @@ export class Hud {
     if (this.elements.status.dataset.kind !== kind) this.elements.status.dataset.kind = kind;
   }
 
-  showLeave(visible) {
+  showLeave(visible, label = "Leave") {
     show(this.elements.leave, visible);
+    setText(this.elements.leave, label);
   }
 
-  /** A line in the middle of the arena (respawn countdown, waiting, reconnecting), or null for none. */
+  /** The sound button: a speaker, with waves while sound is on, crossed out while muted. */
+  setMuted(muted) {
+    const button = this.doc.getElementById("mute-button");
+    if (!button) return;
+    const speaker = "M3 9h4l5-4v14l-5-4H3z";
+    const mark = muted ? "M16 9l6 6M22 9l-6 6" : "M16 8.5a5 5 0 0 1 0 7M18.5 6a8.5 8.5 0 0 1 0 12";
+    button.innerHTML = `<svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true"><path d="${speaker}" fill="currentColor"/><path d="${mark}" stroke="currentColor" stroke-width="2" fill="none" stroke-linecap="round"/></svg>`;
+    button.classList.toggle("muted", muted);
+    button.title = muted ? "Sound is off: turn it on (M)" : "Sound is on: mute (M)";
+    button.setAttribute("aria-pressed", String(muted));
+    button.setAttribute("aria-label", muted ? "Unmute" : "Mute");
+  }
+
+  /** The line above the arena (respawn countdown, waiting, reconnecting), or null for none; its place stays. */
   setNotice(text) {
     setText(this.elements.notice, text ?? "");
-    show(this.elements.notice, Boolean(text));
   }
 
   addKill(killer, victim, { mine }) {

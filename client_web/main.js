@@ -11,6 +11,7 @@ import { projectilePosition } from "./movement.js";
 import { Connection, DEFAULT_MODE } from "./net.js";
 import { playerColor, Renderer } from "./render.js";
 import { sceneBetween } from "./scene.js";
+import { Sounds } from "./sound.js";
 import {
   applyDelta,
   InputTiming,
@@ -76,12 +77,20 @@ class Game {
   killcamsShown = 0;
   scoresExpanded = false; // Tab held: the live scoreboard shows everyone
   cues = {}; // how many of each cue were played (the tests read it)
+  spectating = null; // while watching a match: {match, delay}
+  lastShotTick = -Infinity; // the tick of our last shot as predicted here (for its sound)
 
   constructor() {
     const canvas = document.getElementById("arena-canvas");
     this.hud = new Hud(document);
-    this.renderer = new Renderer(canvas, document.getElementById("stage"));
-    this.controls = new Controls(canvas, (x, y) => this.renderer.arenaPoint(x, y));
+    this.renderer = new Renderer(canvas, document.getElementById("arena-box"));
+    this.controls = new Controls(
+      canvas,
+      (x, y) => this.renderer.arenaPoint(x, y),
+      (origin) => this.#aimAtNearestEnemy(origin),
+    );
+    this.sounds = new Sounds({ onChange: () => this.hud.setMuted(this.sounds.muted) });
+    this.hud.setMuted(this.sounds.muted);
     this.buffer = new StateBuffer();
     this.clock = new ServerClock(DEFAULT_TICK_RATE);
     this.inputTiming = new InputTiming(DEFAULT_TICK_RATE);
@@ -124,6 +133,7 @@ class Game {
     document.activeElement?.blur();
     this.hud.hideStart();
     this.hud.hideScoreboard();
+    this.#stopWatching();
     this.controls.enabled = true;
     this.net.open(name); // a new name needs a new token and socket; the same name keeps the connection
     this.net.findMatch(mode); // at once if connected, else once authenticated
@@ -134,6 +144,7 @@ class Game {
   playAgain() {
     this.hud.hideScoreboard();
     this.#leaveMatchState();
+    this.#stopWatching();
     this.controls.enabled = true;
     this.net.findMatch();
     this.#connectionChanged();
@@ -142,10 +153,29 @@ class Game {
   toMenu() {
     this.net.leave();
     this.#leaveMatchState();
+    this.#stopWatching();
     this.hud.hideScoreboard();
     this.controls.enabled = false;
     this.hud.showStart();
     this.#connectionChanged();
+  }
+
+  /** Watch match `id` (delayed, as its spectators see it), connected under the name typed, or "Spectator". */
+  watch(id) {
+    const { name } = checkName(this.hud.elements.nameInput.value);
+    document.activeElement?.blur();
+    this.hud.hideStart();
+    this.hud.hideScoreboard();
+    this.#leaveMatchState();
+    this.controls.enabled = false;
+    this.net.open(name ?? "Spectator");
+    this.net.watch(id);
+    this.#connectionChanged();
+  }
+
+  #stopWatching() {
+    this.spectating = null;
+    document.body.classList.remove("spectating");
   }
 
   // ----- connection and messages -----
@@ -198,8 +228,13 @@ class Game {
       case "rated":
         this.hud.showRating(message);
         break;
+      case "spectating":
+        this.#leaveMatchState({ keepFeed: this.spectating?.match === message.match });
+        this.spectating = { match: message.match, delay: message.delay };
+        document.body.classList.add("spectating");
+        break;
       case "snapshot":
-        if (this.playerId !== null) this.#hold(worldFromSnapshot(message), message.events, now, { full: true });
+        if (this.playerId !== null || this.spectating) this.#hold(worldFromSnapshot(message), message.events, now, { full: true });
         break;
       case "delta": {
         const next = applyDelta(this.world, message);
@@ -224,6 +259,8 @@ class Game {
   #left({ reason }) {
     if (reason === "joined_another") return; // `joined` follows
     this.#leaveMatchState();
+    const watched = this.spectating !== null;
+    this.#stopWatching();
     if (this.net.wantsMatch) return; // we asked for another match already
     if (reason === "left") return; // we asked: the start screen is up already
     if (reason === "match_over" && (this.hud.scoreboardVisible || this.matchEnd)) {
@@ -231,10 +268,16 @@ class Game {
       return;
     }
     this.controls.enabled = false;
-    this.hud.showStart(reason === "match_closed" ? "The match was closed." : "The match is over.");
+    const what = watched ? "The match you watched" : "The match";
+    this.hud.showStart(reason === "match_closed" ? `${what} was closed.` : `${what} is over.`);
   }
 
   #refused({ request, reason }) {
+    if (request === "spectate") {
+      this.#stopWatching();
+      this.hud.showStart(`Could not watch that match: ${reason}`);
+      return;
+    }
     if (request !== "queue") return; // a refused join or resume: the connection queues again by itself
     this.controls.enabled = false;
     this.hud.showStart(`Could not look for a match: ${reason}`);
@@ -286,10 +329,14 @@ class Game {
     switch (event.e) {
       case "hit":
         this.flashes.set(event.target, effectStart(event.target));
-        if (event.target === this.playerId) this.#cue("damage-cue", now);
+        if (event.target === this.playerId) {
+          this.#cue("damage-cue", now);
+          this.sounds.play("hurt");
+        }
         if (event.shooter === this.playerId && event.target !== this.playerId) {
           const target = players.get(event.target);
           if (target) this.#cue("hit-marker", now, this.renderer.canvasPoint(target.x, target.y));
+          this.sounds.play("hit");
         }
         break;
       case "death": {
@@ -299,6 +346,8 @@ class Game {
         this.hud.addKill(named(killer, event.killer), named(victim, event.victim), {
           mine: event.killer === this.playerId || event.victim === this.playerId,
         });
+        if (this.playerId !== null && event.victim === this.playerId) this.sounds.play("death");
+        else if (this.playerId !== null && event.killer === this.playerId) this.sounds.play("kill");
         if (victim) {
           const startMs = effectStart(event.victim);
           this.bursts.push({ x: victim.x, y: victim.y, color: playerColor(event.victim, 65), seed: now % 7, startMs });
@@ -320,6 +369,7 @@ class Game {
         break;
       }
       case "match_end":
+        if (this.playerId !== null) this.sounds.play(event.winner === this.playerId ? "win" : "end");
         this.matchEnd = event;
         this.net.expectTraffic = false;
         this.controls.enabled = false; // keys belong to the scoreboard's buttons now
@@ -368,7 +418,30 @@ class Game {
     const view = Math.max(0, Math.round(this.#renderTicks(now).past));
     if (!this.net.send({ t: "input", seq, mx, my, aim: this.aim, fire, view })) return;
     this.lastSent = { mx, my, fire, aimMrad };
+    this.#shotSound(fire);
     this.prediction.step(seq, mx, my, now);
+  }
+
+  /** The sound of our own shot, at once: when the trigger is held, we are alive and the gun is ready here. */
+  #shotSound(fire) {
+    const me = this.#localServerPlayer();
+    if (!fire || !me || me.hp <= 0) return;
+    const tick = this.#renderTicks(performance.now()).present;
+    if (tick - this.lastShotTick < this.rules.fire_interval_ticks) return;
+    this.lastShotTick = tick;
+    this.sounds.play("shot");
+  }
+
+  /** The aim from `origin` at the nearest living enemy as drawn now (touch screens fire there), or null. */
+  #aimAtNearestEnemy(origin) {
+    if (!this.world) return null;
+    let best = null;
+    for (const [, player] of this.#otherPlayersAt(this.#renderTicks(performance.now()).past)) {
+      if (player.hp <= 0) continue;
+      const distance = Math.hypot(player.x - origin.x, player.y - origin.y);
+      if (!best || distance < best.distance) best = { distance, x: player.x, y: player.y };
+    }
+    return best ? Math.atan2(best.y - origin.y, best.x - origin.x) : null;
   }
 
   // ----- what is shown -----
@@ -382,6 +455,11 @@ class Game {
     if (!this.world || !this.clock.ready) return { past: this.world?.tick ?? 0, present: this.world?.tick ?? 0 };
     const present = Math.min(this.clock.tickAt(now), this.world.tick + 1);
     return { past: this.clock.tickAt(now) - RENDER_DELAY_MS / this.clock.tickMs, present };
+  }
+
+  /** The other players as drawn at tick `past`: [id, fields] interpolated between the states around it. */
+  #otherPlayersAt(past) {
+    return [...interpolatePlayers(this.buffer.around(past), this.rules)].filter(([id]) => id !== this.playerId);
   }
 
   /** Every player as drawn now: the local one predicted, the others interpolated in the past. */
@@ -413,9 +491,7 @@ class Game {
         flash,
       });
     };
-    for (const [id, fields] of interpolatePlayers(this.buffer.around(past), this.rules)) {
-      if (id !== this.playerId) add(id, fields, fields.x, fields.y, fields.aim / 1000, past);
-    }
+    for (const [id, fields] of this.#otherPlayersAt(past)) add(id, fields, fields.x, fields.y, fields.aim / 1000, past);
     const me = this.#localServerPlayer();
     if (me) {
       const position = me.hp > 0 ? (this.prediction.renderedPosition(now) ?? me) : me;
@@ -456,9 +532,9 @@ class Game {
     const element = document.getElementById(id);
     if (!element) return;
     if (point) {
-      const stage = element.parentElement.getBoundingClientRect();
-      element.style.left = `${point.x - stage.left}px`;
-      element.style.top = `${point.y - stage.top}px`;
+      const box = element.parentElement.getBoundingClientRect();
+      element.style.left = `${point.x - box.left}px`;
+      element.style.top = `${point.y - box.top}px`;
     }
     element.classList.remove("show");
     void element.offsetWidth; // restart the animation
@@ -504,15 +580,15 @@ class Game {
     requestAnimationFrame(() => this.#frame());
   }
 
-  /** The connection state the tests read: idle, connecting, in_match, reconnecting or disconnected. */
+  /** The connection state the tests read: idle, connecting, in_match, spectating, reconnecting or disconnected. */
   get connection() {
     const state = this.net.state;
     if (state === "disconnected") return "disconnected";
     if (state === "reconnecting" || this.recovering) return "reconnecting";
     if (state === "connecting") return "connecting";
     if (state === "idle") return "idle";
-    if (this.inMatch) return "in_match";
-    return this.net.wantsMatch ? "connecting" : "idle";
+    if (this.inMatch) return this.spectating ? "spectating" : "in_match";
+    return this.net.wantsMatch || this.net.watching ? "connecting" : "idle";
   }
 
   #updateStatus() {
@@ -527,6 +603,9 @@ class Game {
         else if (match && !match.start) [text, kind] = ["Waiting for players", "wait"];
         else [text, kind] = ["In match", "good"];
         break;
+      case "spectating":
+        [text, kind] = [match?.over ? "Match over" : "Spectating", "good"];
+        break;
       case "reconnecting":
         [text, kind] = [`Reconnecting (attempt ${Math.max(1, this.net.attempt)})`, "bad"];
         break;
@@ -540,7 +619,8 @@ class Game {
         [text, kind] = [this.net.ready ? "Connected" : "Not connected", "idle"];
     }
     this.hud.setStatus(text, kind);
-    this.hud.showLeave(connection === "in_match" && !match?.over);
+    if (connection === "spectating" || this.net.watching) this.hud.showLeave(true, "Stop watching");
+    else this.hud.showLeave(connection === "in_match" && !match?.over, "Leave");
   }
 
   #updateHud(now) {
@@ -562,7 +642,7 @@ class Game {
     if (seat === "queued") {
       return queueStatus ? `In queue (${queueStatus.position} of ${queueStatus.waiting})` : "In queue";
     }
-    if (seat === "joining") return "Joining match";
+    if (seat === "joining") return this.net.watching ? "Opening the match" : "Joining match";
     if (seat === "resuming") return "Taking back your seat";
     return "Connecting";
   }
@@ -574,6 +654,12 @@ class Game {
       if (this.net.seatLost) return "The server restarted — finding you a new match…";
       return "Reconnected — finding you a match…";
     }
+    if (this.spectating && this.inMatch) {
+      const names = [...playersOf(this.world).values()].filter((p) => p.status !== "bot").map((p) => p.name);
+      const delay = this.spectating.delay ? ` — ${this.spectating.delay} s behind the players` : "";
+      return `Watching ${names.join(", ") || "bots"}${delay}`;
+    }
+    if (this.spectating) return `Waiting for the match's first ${this.spectating.delay} s to pass…`;
     if (!this.inMatch) {
       if (this.connection !== "connecting") return null;
       const wait = this.net.queueStatus?.wait;
@@ -632,6 +718,54 @@ async function showLeaderboard() {
   );
 }
 showLeaderboard();
+
+// Running matches on the start screen, each with a button to watch it (GET /matches, every few seconds while
+// the start screen is up).
+const MATCH_LIST_INTERVAL_MS = 3000;
+async function showRunningMatches() {
+  const list = document.querySelector("#match-rows");
+  if (!list || !game.hud.startVisible) return;
+  const response = await fetch("/matches").catch(() => null);
+  const body = response?.ok ? await response.json().catch(() => null) : null;
+  const matches = (body?.matches ?? []).filter((match) => match.state !== "over");
+  const key = JSON.stringify(matches.map((m) => [m.id, m.mode, m.players, m.bots, m.state, Math.ceil(m.time_left / 10)]));
+  if (list.dataset.key === key) return;
+  list.dataset.key = key;
+  document.querySelector("#watch-empty").hidden = matches.length > 0;
+  list.replaceChildren(
+    ...matches.map((match) => {
+      const item = document.createElement("li");
+      const what = document.createElement("span");
+      const people = `${match.players} player${match.players === 1 ? "" : "s"}${match.bots ? ` + ${match.bots} bots` : ""}`;
+      const when = match.state === "waiting" ? "waiting" : `${Math.ceil(match.time_left / 60)} min left`;
+      what.textContent = `${match.mode === "duel" ? "Duel" : "Free for all"} · ${people} · ${when}`;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "small secondary";
+      button.textContent = "Watch";
+      button.dataset.match = match.id;
+      button.addEventListener("click", () => game.watch(match.id));
+      item.append(what, button);
+      return item;
+    }),
+  );
+}
+showRunningMatches();
+setInterval(showRunningMatches, MATCH_LIST_INTERVAL_MS);
+
+// Sound: audio starts with the first key, click or tap; the HUD's button or M mutes it.
+for (const type of ["keydown", "pointerdown"]) {
+  window.addEventListener(type, () => game.sounds.unlock(), { capture: true });
+}
+document.querySelector("#mute-button")?.addEventListener("click", (event) => {
+  game.sounds.setMuted(!game.sounds.muted);
+  event.currentTarget.blur(); // Space fires, it must not press the button again
+});
+window.addEventListener("keydown", (event) => {
+  if (event.code !== "KeyM" || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  if (event.target instanceof HTMLInputElement) return; // typing a name
+  game.sounds.setMuted(!game.sounds.muted);
+});
 
 // Tab held shows every player's score (in a match, Tab does not move the focus).
 window.addEventListener("keydown", (event) => {
@@ -702,6 +836,22 @@ window.arena = Object.freeze({
   get cues() {
     return { ...game.cues };
   },
+  get sounds() {
+    return { played: { ...game.sounds.played }, skipped: game.sounds.skipped, muted: game.sounds.muted, state: game.sounds.state };
+  },
+  /** Where the names were drawn in the last frame, in arena units, and the arena's size. */
+  get labels() {
+    const { width, height } = game.rules ?? {};
+    return { width, height, labels: game.renderer.labels.map((label) => ({ ...label })) };
+  },
+  get touch() {
+    return game.controls.touch.active;
+  },
+  get spectating() {
+    return game.spectating ? { ...game.spectating } : null;
+  },
+  projectiles: () => [...projectilesOf(game.world).values()].map(({ owner }) => ({ owner })),
   start: (name) => game.start(name),
+  watch: (id) => game.watch(id),
   dropConnection: () => game.net.dropConnection(),
 });

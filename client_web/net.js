@@ -2,6 +2,8 @@
 // binary msgpack frames: welcome -> hello (with the token) -> authenticated -> queue -> reserved -> join ->
 // joined, or resume (with the seat's resume token) after a dropped connection.
 //
+// A spectator sends `spectate` instead of queueing (`watch`), and watches again after a reconnect.
+//
 // It reconnects by itself after a close it did not ask for, for as long as the page is open, with exponential
 // backoff and full jitter (a random delay from 0 up to 100 ms * 2^attempt, capped at 5 s, as Colyseus' client
 // caps it), so that many clients cut off together do not all come back in the same instant; and at once when
@@ -62,7 +64,8 @@ async function fetchGuestToken(name) {
  *
  * `state` is "idle" (never opened), "connecting", "open" (authenticated), "reconnecting" (waiting for or trying
  * attempt `attempt`) or "disconnected" (gave up, or the server refused us: see `closeReason`). `seat` is where
- * the player stands: null, "queued" (see `queueStatus`), "joining", "resuming" or "seated".
+ * the player stands: null, "queued" (see `queueStatus`), "joining", "resuming", "seated" or "watching" (a
+ * spectator of the match `watching`).
  * Callbacks: `onMessage(message)` for every message, `onChange()` when state or seat change.
  */
 export class Connection {
@@ -77,6 +80,8 @@ export class Connection {
   wantsMatch = false;
   mode = DEFAULT_MODE;
   modes = [];
+  /** The match this connection spectates (or asked to), else null. */
+  watching = null;
   /** Set while a match is running, so that a silent link is noticed (see SILENCE_TIMEOUT_MS). */
   expectTraffic = false;
 
@@ -130,6 +135,7 @@ export class Connection {
   /** Look for a match of `mode` now (if connected) and after every reconnect. */
   findMatch(mode = this.mode) {
     this.wantsMatch = true;
+    this.watching = null;
     this.mode = mode;
     if (!this.ready) return;
     if (this.seat === "seated") this.send({ t: "leave" }); // a finished match still holds us until it closes
@@ -137,9 +143,18 @@ export class Connection {
     this.#queue();
   }
 
-  /** Leave the match or the queue; the connection stays open. */
+  /** Spectate match `id` now (if connected) and again after every reconnect, until `leave` or the match ends. */
+  watch(id) {
+    this.wantsMatch = false;
+    this.watching = id;
+    this.#resumeToken = null;
+    if (this.ready) this.#spectate();
+  }
+
+  /** Leave the match, the queue or the match watched; the connection stays open. */
   leave() {
     this.wantsMatch = false;
+    this.watching = null;
     this.#resumeToken = null;
     if (this.ready && this.seat === "queued") this.send({ t: "cancel" });
     else if (this.ready && this.seat) this.send({ t: "leave" });
@@ -239,6 +254,7 @@ export class Connection {
         this.closeReason = "";
         // A newer connection of a seated player gets its seat at once (`joined` came before this).
         if (this.wantsMatch && this.seat !== "seated") this.#takeSeat();
+        else if (this.watching) this.#spectate();
         this.#callbacks.onChange();
         break;
       case "queued":
@@ -249,6 +265,10 @@ export class Connection {
         this.send({ t: "join", reservation: message.reservation });
         this.#setSeat("joining");
         break;
+      case "spectating":
+        this.watching = message.match;
+        this.#setSeat("watching");
+        break;
       case "joined":
         this.#resumeToken = message.resume;
         this.seatLost = false;
@@ -257,7 +277,8 @@ export class Connection {
       case "left":
         if (message.reason !== "joined_another") {
           this.#resumeToken = null;
-          if (this.seat === "seated") this.#setSeat(null);
+          if (this.seat === "watching") this.watching = null;
+          if (this.seat === "seated" || this.seat === "watching") this.#setSeat(null);
         }
         break;
       case "refused":
@@ -278,6 +299,11 @@ export class Connection {
     }
   }
 
+  #spectate() {
+    this.send({ t: "spectate", match: this.watching });
+    this.#setSeat("joining");
+  }
+
   #queue() {
     const mode = this.modes.length && !this.modes.includes(this.mode) ? this.modes[0] : this.mode;
     this.send({ t: "queue", mode });
@@ -295,6 +321,9 @@ export class Connection {
       else this.#setSeat(null);
     } else if (request === "queue") {
       this.wantsMatch = false;
+      this.#setSeat(null);
+    } else if (request === "spectate") {
+      this.watching = null; // the match is gone
       this.#setSeat(null);
     }
   }
@@ -327,7 +356,7 @@ export class Connection {
   #reconnectLater() {
     this.attempt += 1;
     this.state = "reconnecting";
-    this.seat = this.seat === "seated" || this.seat === "resuming" ? "resuming" : null;
+    this.seat = this.seat === "seated" || this.seat === "resuming" ? "resuming" : null; // a spectator: `watching`
     this.#retryTimer = setTimeout(() => this.#connect("reconnecting"), backoffDelayMs(this.attempt));
     this.#callbacks.onChange();
   }

@@ -25,29 +25,32 @@ export function playerColor(id, lightness = 62) {
 
 export class Renderer {
   rules = null;
+  /** Where the last frame put each name, in arena units: [{id, left, top, right, bottom}] (the tests read it). */
+  labels = [];
   #scale = 1; // CSS pixels per arena unit
 
   /**
    * @param {HTMLCanvasElement} canvas
-   * @param {HTMLElement} stage the element whose box the canvas fits into
+   * @param {HTMLElement} box the element whose box the canvas fits into
    */
-  constructor(canvas, stage) {
+  constructor(canvas, box) {
     this.canvas = canvas;
-    this.stage = stage;
+    this.box = box;
     this.context = canvas.getContext("2d");
-    new ResizeObserver(() => this.fit()).observe(stage);
+    new ResizeObserver(() => this.fit()).observe(box);
   }
 
   setRules(rules) {
     this.rules = rules;
+    this.box.style.setProperty("--arena-aspect", `${rules.width} / ${rules.height}`);
     this.fit();
   }
 
-  /** Size the canvas to the largest box of the arena's aspect ratio that fits the stage. */
+  /** Size the canvas to the largest box of the arena's aspect ratio that fits the box. */
   fit() {
     const width = this.rules?.width ?? 1600;
     const height = this.rules?.height ?? 900;
-    const box = this.stage.getBoundingClientRect();
+    const box = this.box.getBoundingClientRect();
     const scale = Math.max(0.05, Math.min(box.width / width, box.height / height));
     const cssWidth = Math.floor(width * scale);
     const cssHeight = Math.floor(height * scale);
@@ -84,6 +87,7 @@ export class Renderer {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.fillStyle = COLORS.outside;
     ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    this.labels = [];
     if (!this.rules) return;
     const pixels = this.canvas.width / this.rules.width;
     ctx.setTransform(pixels, 0, 0, pixels, 0, 0);
@@ -206,21 +210,38 @@ export class Renderer {
     this.#drawLabel(player);
   }
 
+  /**
+   * The name above the player (below when the player is at the top edge), moved sideways as far as needed to
+   * stay inside the arena; the health bar between name and body.
+   */
   #drawLabel(player) {
     const ctx = this.context;
     const r = this.rules.player_radius;
+    const { width, height } = this.rules;
     const { x, y } = player;
     const size = this.#fontSize(15, 11);
+    const margin = 3;
     ctx.save();
     ctx.globalAlpha = player.dead ? 0.6 : 1;
     ctx.font = `${player.local ? 700 : 600} ${size}px system-ui, -apple-system, "Segoe UI", sans-serif`;
     ctx.textAlign = "center";
     ctx.textBaseline = "bottom";
     const label = player.away ? `${player.name} (reconnecting)` : player.name;
+    const textWidth = Math.min(ctx.measureText(label).width, width - 2 * margin);
+    const below = y - r - 13 - size < margin;
+    const labelX = Math.min(width - margin - textWidth / 2, Math.max(margin + textWidth / 2, x));
+    const labelBottom = Math.min(height - margin, below ? y + r + 13 + size : y - r - 13);
+    this.labels.push({
+      id: player.id,
+      left: labelX - textWidth / 2,
+      right: labelX + textWidth / 2,
+      top: labelBottom - size,
+      bottom: labelBottom,
+    });
     ctx.fillStyle = COLORS.textShadow;
-    ctx.fillText(label, x + 1, y - r - 13 + 1);
+    ctx.fillText(label, labelX + 1, labelBottom + 1, textWidth);
     ctx.fillStyle = player.local ? "#ffffff" : player.bot ? COLORS.muted : COLORS.text;
-    ctx.fillText(label, x, y - r - 13);
+    ctx.fillText(label, labelX, labelBottom, textWidth);
     if (player.dead) {
       if (player.respawnIn !== null) {
         ctx.textBaseline = "middle";
@@ -230,8 +251,8 @@ export class Renderer {
     } else {
       const barWidth = 2 * r + 8;
       const fraction = Math.max(0, Math.min(1, player.hp / player.maxHp));
-      const barX = x - barWidth / 2;
-      const barY = y - r - 10;
+      const barX = Math.min(width - barWidth, Math.max(0, x - barWidth / 2));
+      const barY = below ? y + r + 5 : y - r - 10;
       ctx.fillStyle = COLORS.hpBack;
       ctx.fillRect(barX - 1, barY - 1, barWidth + 2, 7);
       ctx.fillStyle = `hsl(${Math.round(fraction * 120)} 75% 50%)`;

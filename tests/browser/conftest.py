@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -100,8 +101,10 @@ def open_page(browser: Browser) -> Iterator[Callable[[str], PageWithConsole]]:
     """`open_page(url)` opens the page in a fresh browser context and records its console errors."""
     contexts = []
 
-    def open_(url: str, *, ignore_https_errors: bool = False) -> PageWithConsole:
-        context = browser.new_context(viewport={"width": 1280, "height": 760}, ignore_https_errors=ignore_https_errors)
+    def open_(url: str, *, ignore_https_errors: bool = False, **context_options: Any) -> PageWithConsole:
+        """`context_options` go to Playwright's new_context: e.g. a phone's viewport with has_touch=True."""
+        options = {"viewport": {"width": 1280, "height": 760}, **context_options}
+        context = browser.new_context(ignore_https_errors=ignore_https_errors, **options)
         contexts.append(context)
         page = context.new_page()
         watched = PageWithConsole(page)

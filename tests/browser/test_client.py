@@ -231,8 +231,11 @@ def test_a_live_scoreboard_shows_in_a_corner_and_everyone_while_tab_is_held(serv
     page.screenshot(path=str(artifacts / "live-scores.png"))
     page.keyboard.up("Tab")
     wait_for(page, "!document.querySelector('#live-scores').classList.contains('expanded')")
-    # the compact board sits over the arena's top-left corner, clear of the HUD bar and the kill feed
+    # the compact board sits beside the arena, above the kill feed
     board = page.locator("#live-scores").bounding_box()
     feed = page.locator("#kill-feed").bounding_box()
-    assert board is not None and board["width"] < 400 and (feed is None or board["x"] + board["width"] < feed["x"])
+    arena = page.locator("#arena-canvas").bounding_box()
+    assert board is not None and arena is not None and board["width"] < 400
+    assert board["x"] >= arena["x"] + arena["width"]
+    assert feed is None or feed["y"] >= board["y"] + board["height"]
     assert not alice.errors and not bob.errors
