@@ -67,19 +67,26 @@ class RatingStoreError(Exception):
 class SqliteRatingStore:
     """Ratings in one SQLite file (WAL mode), safe to use from several worker threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+        """Open (or make) the store; `busy_timeout`: how long to wait for another process's lock."""
         self.path = path
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, timeout=5.0, isolation_level=None)
+            self._db = sqlite3.connect(path, check_same_thread=False, timeout=busy_timeout, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS ratings (subject TEXT PRIMARY KEY, name TEXT NOT NULL, mu REAL NOT NULL,"
                 " sigma REAL NOT NULL, matches INTEGER NOT NULL, updated REAL NOT NULL)"
             )
             self._db.execute("SELECT subject, name, mu, sigma, matches FROM ratings LIMIT 1").fetchall()
+            # a write lock, taken and given back at once: another process holding the file is found now, not
+            # when the first match ends
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
         except sqlite3.DatabaseError as error:
+            if hasattr(self, "_db"):
+                self._db.close()
             raise RatingStoreError(
                 f"cannot use the rating store {path}: {error}. If the file is damaged, move it away (a new one is "
                 "made) or restore it from a backup; if it is locked, stop the other process using it"

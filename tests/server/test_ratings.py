@@ -3,6 +3,9 @@ leaderboard, and told to the players when their match ends."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from openskill.models import PlackettLuce
 
@@ -45,6 +48,46 @@ def test_the_store_keeps_what_was_written_and_refuses_a_damaged_file(tmp_path):
     damaged.write_bytes(b"this is not a database" * 100)
     with pytest.raises(RatingStoreError, match="move it away"):
         SqliteRatingStore(damaged)
+
+
+def test_a_store_locked_by_another_process_is_a_clear_error_and_keeps_its_ratings(tmp_path):
+    path = tmp_path / "ratings.sqlite3"
+    store = SqliteRatingStore(path)
+    store.save([Rating("a", "alice", mu=31.0, sigma=4.0, matches=9)])
+    store.close()
+    with subprocess.Popen([sys.executable, "-c", HOLD_EXCLUSIVE_LOCK, str(path)], stdout=subprocess.PIPE) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+            with pytest.raises(RatingStoreError, match="locked.*stop the other process"):
+                SqliteRatingStore(path, busy_timeout=0.2)
+        finally:
+            holder.kill()
+    reopened = SqliteRatingStore(path)
+    assert reopened.get_many(["a"]) == {"a": Rating("a", "alice", 31.0, 4.0, 9)}
+    reopened.close()
+
+
+HOLD_EXCLUSIVE_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(30)
+"""
+
+
+def test_arena_serve_with_a_damaged_store_says_so_and_exits(tmp_path):
+    (tmp_path / "ratings.sqlite3").write_bytes(b"not a database at all" * 200)
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "--port", "0", "--no-replays", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "ratings.sqlite3" in result.stderr and "move it away" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "ratings.sqlite3").read_bytes().startswith(b"not a database")  # left for the operator
 
 
 async def test_players_of_a_finished_match_are_rated_and_told(server_factory, tmp_path):
