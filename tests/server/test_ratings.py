@@ -58,7 +58,7 @@ def test_a_store_locked_by_another_process_is_a_clear_error_and_keeps_its_rating
     with subprocess.Popen([sys.executable, "-c", HOLD_EXCLUSIVE_LOCK, str(path)], stdout=subprocess.PIPE) as holder:
         try:
             assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
-            with pytest.raises(RatingStoreError, match="locked.*stop the other process"):
+            with pytest.raises(RatingStoreError, match=r"locked.*stop the other process"):
                 SqliteRatingStore(path, busy_timeout=0.2)
         finally:
             holder.kill()
