@@ -88,6 +88,24 @@ def _map_without_duplicate_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
     return result
 
 
+def _unpack_flat_map(data: bytes) -> dict[Any, Any] | None:
+    """A fixmap of scalars (every message a client sends), unpacked without a Python call per map; None for
+    anything else, which the careful path unpacks. The duplicate-key check is the map's count against the keys
+    that came out."""
+    if not data or not FIXMAP_FIRST <= data[0] <= FIXMAP_LAST:
+        return None
+    wire = msgpack.unpackb(data, strict_map_key=True, **_CLIENT_UNPACK_LIMITS)
+    if len(wire) != data[0] - FIXMAP_FIRST:
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, "a map has the same key twice")
+    for value in wire.values():
+        if isinstance(value, dict | list):
+            return None  # nested: checked by the careful path
+    return wire  # type: ignore[no-any-return]
+
+
+FIXMAP_FIRST, FIXMAP_LAST = 0x80, 0x8F
+"""msgpack's type bytes of a map of 0 to 15 entries."""
+
 _EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (Hit, Death, Respawn, MatchEnd, Notice)}
 _SERVER_MESSAGE_CLASSES = (
     Welcome,
@@ -155,9 +173,11 @@ def decode_client(data: bytes) -> ClientMessage:
         limit = MAX_CLIENT_MESSAGE_BYTES
         raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, f"message of {len(data)} bytes is over the {limit}-byte limit")
     try:
-        wire = msgpack.unpackb(
-            data, strict_map_key=True, object_pairs_hook=_map_without_duplicate_keys, **_CLIENT_UNPACK_LIMITS
-        )
+        wire = _unpack_flat_map(data)
+        if wire is None:
+            wire = msgpack.unpackb(
+                data, strict_map_key=True, object_pairs_hook=_map_without_duplicate_keys, **_CLIENT_UNPACK_LIMITS
+            )
     except ProtocolError:
         raise
     except Exception as error:  # msgpack raises ValueError subclasses, TypeError (unhashable keys), StackError

@@ -8,6 +8,12 @@ session), and tells it of pongs and of the end of the connection: a client messa
 queue. Every frame the client sends is counted by the listener (`receive_frame`) as soon as wsproto has it
 whole, before its message is assembled; once the listener refuses one, the rest of what the client sends is
 discarded unread. Over TLS the connection reads and writes through trio's SSLStream instead of the socket.
+
+The common frame, a client's input, skips wsproto: while the connection is open and wsproto holds no part of a
+frame or message, a received chunk's leading complete frames that are final, binary, masked, with no RSV bit and
+a payload under 126 bytes are unmasked here and handed on exactly as wsproto would hand them (counted first,
+then delivered). Every other frame, and everything after the first one that is not of that kind, goes to
+wsproto, which is then at a frame boundary with no message open, as if it had parsed those frames itself.
 Rules of the closing handshake (RFC 6455 section 7): a peer's Close is answered with the same code and
 the server then closes the TCP connection; a Close the server starts waits for the peer's answer (the caller
 bounds how long); a frame wsproto cannot parse is answered with a Close frame carrying wsproto's code (1002,
@@ -43,6 +49,13 @@ from server.outbox import Outbox, Put
 
 RECEIVE_BYTES = 65536
 ABNORMAL_CLOSURE = 1006
+FINAL_BINARY_OPCODE_BYTE = 0x82
+"""A frame's first byte when it is final, binary, with no RSV bit set (RFC 6455 section 5.2)."""
+MASK_BIT = 0x80
+EXTENDED_LENGTH_MARK = 126
+"""A 7-bit payload length of 126 or 127 means a longer length follows."""
+MASKED_HEADER_BYTES = 6
+"""The header of a masked frame under 126 bytes: two bytes, then the 4-byte masking key."""
 """The close code for a connection that ended without a Close frame (never sent on the wire)."""
 
 T = TypeVar("T")
@@ -141,6 +154,46 @@ class _ServerProtocol(WSConnection):
             self._handshake_done = True
             del self.handshake
         return data
+
+    def receive_small_binary_frames(self, data: bytes) -> bytes:
+        """Deliver the small binary frames at the start of `data` (see the module's rules); return the rest, for
+        wsproto."""
+        listener = self._listener
+        if listener is None or not self._handshake_done or not self._at_message_boundary():
+            return data
+        connection = self.connection
+        offset, end = 0, len(data)
+        while end - offset >= MASKED_HEADER_BYTES and data[offset] == FINAL_BINARY_OPCODE_BYTE:
+            length = data[offset + 1] - MASK_BIT
+            if not 0 <= length < EXTENDED_LENGTH_MARK:  # unmasked (a protocol error) or a longer frame: wsproto's
+                break
+            frame_end = offset + MASKED_HEADER_BYTES + length
+            if frame_end > end or connection is None or connection.state is not ConnectionState.OPEN:
+                break
+            if not listener.receive_frame(FrameKind.DATA):
+                self.refused = True
+                return b""
+            payload = data[offset + MASKED_HEADER_BYTES : frame_end]
+            if length:
+                mask = data[offset + 2 : offset + MASKED_HEADER_BYTES] * (length // 4 + 1)
+                unmasked = int.from_bytes(payload, "big") ^ int.from_bytes(mask[:length], "big")
+                payload = unmasked.to_bytes(length, "big")
+            listener.receive_message(payload)
+            offset = frame_end
+        return data[offset:] if offset else data
+
+    def _at_message_boundary(self) -> bool:
+        """Whether wsproto holds no part of a frame or message (its internals, read defensively: with another
+        wsproto that lacks them, every frame goes to wsproto)."""
+        connection = self.connection
+        if connection is None or connection.state is not ConnectionState.OPEN or self._message_parts:
+            return False
+        try:
+            frames = connection._proto
+            decoder = frames._frame_decoder
+            return decoder.header is None and not decoder.buffer.buffer and frames._message_decoder.opcode is None
+        except AttributeError:
+            return False
 
     def _receive_message_part(self, part: BytesMessage | TextMessage) -> None:
         if not self._discarding_message:
@@ -257,14 +310,16 @@ async def serve_websocket(
             await _handshake(ws, request_head, after_head, check, open_listener, nursery)
             del request_head, after_head
             while ws.close_code is None:
-                data = await (stream.receive_some(RECEIVE_BYTES) if tls else _read(socket_stream))
+                data = bytes(await stream.receive_some(RECEIVE_BYTES)) if tls else await _read(socket_stream)
                 if not data:
                     ws.mark_ended(ABNORMAL_CLOSURE, "the connection was closed without a Close frame")
                     break
                 if protocol.refused:
                     continue  # the connection is being failed: what it sends is not even parsed
-                protocol.receive_data(bytes(data))
-                await _handle_events(ws)
+                rest = protocol.receive_small_binary_frames(data)
+                if rest and not protocol.refused:
+                    protocol.receive_data(rest)
+                    await _handle_events(ws)
         except (trio.BrokenResourceError, trio.ClosedResourceError, _Refused):  # SSLStream raises these too
             ws.mark_ended(ABNORMAL_CLOSURE, "the connection broke")
         finally:

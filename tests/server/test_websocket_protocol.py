@@ -178,6 +178,71 @@ async def test_a_message_in_fragments_with_a_ping_between_is_one_message(server:
         await ws.aclose()
 
 
+async def test_small_frames_in_one_chunk_with_other_frames_between_keep_their_order(server: ArenaServer):
+    """Small final binary frames are read without wsproto, the rest by wsproto: in one TCP chunk, a message, a
+    ping, a message in fragments, and a message again must all arrive, in order."""
+    ws = await open_and_read_welcome(server)
+    try:
+        listing = msgpack.packb({"t": "list_matches"})
+        chunk = frame(OP_BINARY, HELLO) + frame(OP_PING, b"between") + frame(OP_BINARY, listing[:3], fin=False)
+        chunk += frame(OP_CONTINUATION, listing[3:]) + frame(OP_BINARY, QUEUE)
+        await ws.send(chunk)
+        kinds = []
+        with trio.fail_after(3):
+            while len(kinds) < 4:
+                received = await ws.receive_frame()
+                assert received is not None
+                if received.opcode == OP_PONG:
+                    kinds.append(("pong", received.payload))
+                elif received.opcode == OP_BINARY:
+                    message = msgpack.unpackb(received.payload, strict_map_key=False)
+                    if message["t"] not in ("snapshot", "delta"):
+                        kinds.append(("message", message["t"]))
+        assert kinds[0] == ("message", "authenticated")
+        assert ("pong", b"between") in kinds
+        assert [kind for kind in kinds if kind[0] == "message"] == [
+            ("message", "authenticated"),
+            ("message", "matches"),
+            ("message", "queued"),
+        ]
+    finally:
+        await ws.aclose()
+
+
+async def test_a_new_small_message_inside_a_fragmented_one_is_a_protocol_error(server: ArenaServer):
+    """A final binary frame where a continuation is due breaks RFC 6455 section 5.4, however small it is."""
+    ws = await open_and_read_welcome(server)
+    try:
+        await ws.send(frame(OP_BINARY, HELLO[:5], fin=False))
+        await ws.send(frame(OP_BINARY, QUEUE))
+        await assert_closed_with(ws, 1002)
+    finally:
+        await ws.aclose()
+
+
+async def test_an_unmasked_small_frame_is_a_protocol_error(server: ArenaServer):
+    ws = await open_and_read_welcome(server)
+    try:
+        await ws.send(frame(OP_BINARY, HELLO[:100], masked=False))
+        await assert_closed_with(ws, 1002)
+    finally:
+        await ws.aclose()
+
+
+async def test_a_map_with_a_key_twice_is_refused_at_the_top_and_inside(server: ArenaServer):
+    for duplicated in (
+        b"\x82\xa1t\xa5queue\xa1t\xa5queue",  # {"t": "queue", "t": "queue"}
+        b"\x82\xa1t\xa5queue\xa4mode\x82\xa1a\x01\xa1a\x02",  # {"t": "queue", "mode": {"a": 1, "a": 2}}
+    ):
+        ws = await open_and_read_welcome(server)
+        try:
+            await ws.send(frame(OP_BINARY, HELLO) + frame(OP_BINARY, duplicated))
+            close = await assert_closed_with(ws, 1007)
+            assert "twice" in close.close_reason
+        finally:
+            await ws.aclose()
+
+
 @pytest.mark.parametrize("payload", [b"", b"are you there?", bytes(range(125))], ids=["empty", "text", "125 bytes"])
 async def test_a_ping_gets_a_pong_with_the_same_payload(server: ArenaServer, payload: bytes):
     ws = await open_and_read_welcome(server)
