@@ -27,6 +27,37 @@ from game.state import HistoryFrame, MatchState, Player, PlayerInput, Projectile
 _DIAGONAL = 1 / math.sqrt(2)
 _MAX_AIM_MRAD = 3142
 
+_GrownWall = tuple[float, float, float, float]
+
+
+@attrs.frozen
+class _Geometry:
+    """What the step derives from a match's rules, worked out once per `Rules` object: each wall as (left, right,
+    top, bottom), grown by the player's radius (where a player's centre stops) and by the projectile's."""
+
+    player_walls: tuple[_GrownWall, ...]
+    projectile_walls: tuple[_GrownWall, ...]
+    reach_squared: float
+    """How close a projectile's centre comes to a player's before it hits: (player radius + its radius) squared."""
+
+
+_geometries: dict[int, tuple[Rules, _Geometry]] = {}
+
+
+def _geometry(rules: Rules) -> _Geometry:
+    cached = _geometries.get(id(rules))
+    if cached is not None and cached[0] is rules:
+        return cached[1]
+    geometry = _Geometry(
+        player_walls=_grown_walls(rules, margin=rules.player_radius),
+        projectile_walls=_grown_walls(rules, margin=rules.projectile_radius),
+        reach_squared=(rules.player_radius + rules.projectile_radius) ** 2,
+    )
+    if len(_geometries) > 64:  # rules are made per match at most: this stays small
+        _geometries.clear()
+    _geometries[id(rules)] = (rules, geometry)
+    return geometry
+
 
 class MatchFullError(Exception):
     """The match already holds `Rules.max_players` players."""
@@ -85,18 +116,19 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
 
     projectiles = dict(state.projectiles)
     next_projectile_id = state.next_projectile_id
-    blockers = _grown_walls(rules, margin=rules.projectile_radius)
+    geometry = _geometry(rules)
+    blockers = geometry.projectile_walls
     for pid in sorted(players):
         player_input = inputs.get(pid)
         if player_input is None:
             continue
-        player = _apply_input(players[pid], player_input, rules)
+        player = _apply_input(players[pid], player_input, rules, geometry.player_walls)
         if player_input.fire and player.alive and tick >= player.next_fire_tick:
             lag = _lag(player_input.view_tick, tick, rules)
             projectile = _launch(player, next_projectile_id, tick - lag, rules)
             next_projectile_id += 1
             players[pid] = attrs.evolve(player, next_fire_tick=tick + rules.fire_interval_ticks)
-            if not lag or not _rewound_flight_hit(projectile, tick, state.history, players, events, rules, blockers):
+            if not lag or not _rewound_flight_hit(projectile, tick, state.history, players, events, rules, geometry):
                 projectiles[projectile.id] = projectile
             continue
         players[pid] = player
@@ -116,7 +148,7 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
         if _blocked(x, y, rules, blockers):
             del projectiles[projectile_id]
             continue
-        target_id = _first_target(projectile, x, y, targets, rules)
+        target_id = _first_target(projectile.owner, x, y, targets, geometry.reach_squared)
         if target_id is None:
             continue
         del projectiles[projectile_id]
@@ -134,8 +166,8 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
             over = True
             events.append(_match_end(reason, players))
 
-    next_state = attrs.evolve(
-        state,
+    next_state = MatchState(
+        rules=rules,
         tick=tick,
         rng_state=rng_state,
         players=players,
@@ -164,19 +196,18 @@ def _rewound_flight_hit(
     players: dict[int, Player],
     events: list[Event],
     rules: Rules,
-    blockers: tuple[_GrownWall, ...],
+    geometry: _Geometry,
 ) -> bool:
     """Fly a lag-compensated projectile from its (earlier) spawn tick up to `tick`, judged at each of those ticks
     against where players were then. True if it ended there (a wall, the edge, or a hit on a player still alive)."""
-    positions = dict(history)
+    alive_now = {pid for pid, player in players.items() if player.alive}
+    positions = {past: entries for past, entries in history if projectile.spawn_tick < past < tick}
     for past in range(projectile.spawn_tick + 1, tick):
         x, y = projectile_position(projectile, past, rules)
-        if _blocked(x, y, rules, blockers):
+        if _blocked(x, y, rules, geometry.projectile_walls):
             return True
-        then = [
-            entry for entry in positions.get(past, ()) if players.get(entry[0]) is not None and players[entry[0]].alive
-        ]
-        target_id = _first_target(projectile, x, y, then, rules)
+        then = [entry for entry in positions.get(past, ()) if entry[0] in alive_now]
+        target_id = _first_target(projectile.owner, x, y, then, geometry.reach_squared)
         if target_id is not None:
             _hit(players, events, projectile.owner, target_id, tick, rules)
             return True
@@ -208,7 +239,9 @@ def projectile_position(projectile: Projectile, tick: int, rules: Rules) -> tupl
     return projectile.x0 + math.cos(angle) * distance, projectile.y0 + math.sin(angle) * distance
 
 
-def _apply_input(player: Player, player_input: PlayerInput, rules: Rules) -> Player:
+def _apply_input(
+    player: Player, player_input: PlayerInput, rules: Rules, player_walls: tuple[_GrownWall, ...]
+) -> Player:
     aim_mrad = max(-_MAX_AIM_MRAD, min(_MAX_AIM_MRAD, round(player_input.aim * 1000)))
     if not player.alive:
         return attrs.evolve(player, aim_mrad=aim_mrad)
@@ -217,9 +250,9 @@ def _apply_input(player: Player, player_input: PlayerInput, rules: Rules) -> Pla
         speed *= _DIAGONAL
     x, y = player.x, player.y
     if player_input.move_x:
-        x = _slide(x, y, player_input.move_x * speed, rules, axis=0)
+        x = _slide(x, y, player_input.move_x * speed, rules, player_walls, axis=0)
     if player_input.move_y:
-        y = _slide(x, y, player_input.move_y * speed, rules, axis=1)
+        y = _slide(x, y, player_input.move_y * speed, rules, player_walls, axis=1)
     if x == player.x and y == player.y and aim_mrad == player.aim_mrad:
         return player
     # What attrs.evolve(player, x=x, y=y, aim_mrad=aim_mrad) does, at a fifth of its cost: every player, every tick.
@@ -237,28 +270,29 @@ def _apply_input(player: Player, player_input: PlayerInput, rules: Rules) -> Pla
     )
 
 
-def _slide(x: float, y: float, delta: float, rules: Rules, *, axis: int) -> float:
+def _slide(x: float, y: float, delta: float, rules: Rules, player_walls: tuple[_GrownWall, ...], *, axis: int) -> float:
     """Move a player along one axis, stopping flush against the arena's edge or the first wall in the way.
 
-    Players collide as squares of side 2 * radius, which keeps the sliding exact and cheap.
+    Players collide as squares of side 2 * radius, which keeps the sliding exact and cheap: `player_walls` are
+    the walls grown by the radius, (left, right, top, bottom), where the player's centre stops.
     """
     r = rules.player_radius
     if axis == 0:
         target = min(max(x + delta, r), rules.width - r)
-        for wall in rules.walls:
-            if wall.y - r < y < wall.y + wall.height + r:
-                if delta > 0 and x <= wall.x - r < target:
-                    target = wall.x - r
-                elif delta < 0 and target < wall.x + wall.width + r <= x:
-                    target = wall.x + wall.width + r
+        for left, right, top, bottom in player_walls:
+            if top < y < bottom:
+                if delta > 0 and x <= left < target:
+                    target = left
+                elif delta < 0 and target < right <= x:
+                    target = right
         return target
     target = min(max(y + delta, r), rules.height - r)
-    for wall in rules.walls:
-        if wall.x - r < x < wall.x + wall.width + r:
-            if delta > 0 and y <= wall.y - r < target:
-                target = wall.y - r
-            elif delta < 0 and target < wall.y + wall.height + r <= y:
-                target = wall.y + wall.height + r
+    for left, right, top, bottom in player_walls:
+        if left < x < right:
+            if delta > 0 and y <= top < target:
+                target = top
+            elif delta < 0 and target < bottom <= y:
+                target = bottom
     return target
 
 
@@ -276,9 +310,6 @@ def _launch(player: Player, projectile_id: int, tick: int, rules: Rules) -> Proj
     )
 
 
-_GrownWall = tuple[float, float, float, float]
-
-
 def _grown_walls(rules: Rules, *, margin: float) -> tuple[_GrownWall, ...]:
     """Each wall as (left, right, top, bottom) grown by `margin`, computed as `Rect.contains` does."""
     return tuple(
@@ -290,15 +321,16 @@ def _grown_walls(rules: Rules, *, margin: float) -> tuple[_GrownWall, ...]:
 def _blocked(x: float, y: float, rules: Rules, grown_walls: tuple[_GrownWall, ...]) -> bool:
     if not (0 <= x <= rules.width and 0 <= y <= rules.height):
         return True
-    return any(left < x < right and top < y < bottom for left, right, top, bottom in grown_walls)
+    for left, right, top, bottom in grown_walls:  # noqa: SIM110 - a loop: any() and a generator cost twice as much
+        if left < x < right and top < y < bottom:
+            return True
+    return False
 
 
 def _first_target(
-    projectile: Projectile, x: float, y: float, targets: list[tuple[int, float, float]], rules: Rules
+    owner: int, x: float, y: float, targets: list[tuple[int, float, float]], reach_squared: float
 ) -> int | None:
-    """The first living player (in id order) other than the shooter within reach of (x, y)."""
-    reach_squared = (rules.player_radius + rules.projectile_radius) ** 2
-    owner = projectile.owner
+    """The first living player (in id order) other than the shooter `owner` within reach of (x, y)."""
     for pid, player_x, player_y in targets:
         if pid != owner and (player_x - x) ** 2 + (player_y - y) ** 2 <= reach_squared:
             return pid

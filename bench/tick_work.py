@@ -1,0 +1,112 @@
+"""A server tick's own work, in one process and without sockets: where a match's CPU goes between two sends.
+
+An 8-player match played as bench/whole_game.py's players play it (a new random input ten times a second: walk,
+aim, fire half the time, view 0 so every shot is judged the full lag-compensation window back) goes through what
+server.match.Match.tick does, phase by phase: step, the recorder, the snapshot with the server's fields, the
+delta, and encoding it into one frame. Prints microseconds per tick for each phase (CPU time, best of --repeat
+runs, since this machine is shared), and with --profile the functions cProfile finds the most time in.
+
+Usage: .venv/bin/python bench/tick_work.py [--ticks 9000] [--players 8] [--repeat 3] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import random
+import time
+
+import game
+from game import MatchState, PlayerInput, Rules
+from game.snapshot import PLAYERS
+from server.codec import encode
+from server.outbox import binary_frame
+from server.recording import MatchRecorder
+
+PHASES = ("step", "record", "snapshot", "delta", "encode")
+
+
+def play(ticks: int, players: int, seed: int) -> dict[str, float]:
+    """CPU seconds spent in each phase over `ticks` ticks."""
+    rules = Rules(duration_seconds=3600, kill_limit=1_000_000)
+    state = MatchState.initial(seed=seed, rules=rules)
+    recorder = MatchRecorder.start(match_id="bench", mode="ffa", seed=seed, rules=rules)
+    for player_id in range(1, players + 1):
+        state = game.add_player(state, player_id, f"player{player_id}")
+        recorder.join(player_id, f"player{player_id}")
+    rng = random.Random(seed)
+    held: dict[int, PlayerInput] = {}
+    seq = 0
+    spent = dict.fromkeys(PHASES, 0.0)
+    clock = time.process_time
+    previous = game.snapshot(state)
+    for tick in range(1, ticks + 1):
+        for player_id in state.players:
+            if (tick + player_id) % 3 == 0:  # ten inputs a second at 30 ticks a second
+                seq += 1
+                held[player_id] = PlayerInput(
+                    seq=seq,
+                    move_x=rng.choice((-1, 0, 1)),
+                    move_y=rng.choice((-1, 0, 1)),
+                    aim=rng.uniform(-3, 3),
+                    fire=rng.random() < 0.5,
+                    view_tick=0,
+                )
+        t0 = clock()
+        state, events = game.step(state, held)
+        t1 = clock()
+        recorder.tick(state.tick, held, state)
+        if tick % rules.tick_rate == 0:
+            recorder.take()  # the writer thread's share is not the tick's
+        t2 = clock()
+        server_fields = {pid: {"ping": 20, "ack": held[pid].seq if pid in held else 0, "status": "playing"}
+                         for pid in state.players}  # fmt: skip
+        current = game.snapshot(state, events).with_fields(PLAYERS, server_fields)
+        t3 = clock()
+        change = game.delta(previous, current)
+        t4 = clock()
+        binary_frame(encode(change))
+        t5 = clock()
+        previous = current
+        spent["step"] += t1 - t0
+        spent["record"] += t2 - t1
+        spent["snapshot"] += t3 - t2
+        spent["delta"] += t4 - t3
+        spent["encode"] += t5 - t4
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ticks", type=int, default=9000)
+    parser.add_argument("--players", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="also print cProfile's top functions")
+    args = parser.parse_args()
+    if not 1 <= args.players <= 8 or not 100 <= args.ticks <= 1_000_000 or not 1 <= args.repeat <= 20:
+        parser.error("--players 1..8, --ticks 100..1000000, --repeat 1..20")
+    best: dict[str, float] | None = None
+    for run in range(args.repeat):
+        spent = play(args.ticks, args.players, seed=7)
+        total = sum(spent.values())
+        print(f"  run {run + 1}/{args.repeat}: {1e6 * total / args.ticks:.1f} us per tick", flush=True)
+        if best is None or total < sum(best.values()):
+            best = spent
+    assert best is not None
+    per_tick = {phase: round(1e6 * seconds / args.ticks, 2) for phase, seconds in best.items()}
+    total = round(sum(per_tick.values()), 2)
+    print(
+        f"{args.players} players: {total} us per tick = {total / args.players:.2f} us per player-tick; "
+        + ", ".join(f"{phase} {value}" for phase, value in per_tick.items())
+    )
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(play, args.ticks, args.players, 7)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+    print(json.dumps({"bench": "tick_work", "players": args.players, "us_per_tick": total, "phases": per_tick}))
+
+
+if __name__ == "__main__":
+    main()
