@@ -73,6 +73,7 @@ from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import Metrics
 from server.proxies import client_address, is_trusted, parse_networks
 from server.ratings import SqliteRatingStore, rate_match
+from server.reader import SocketReader
 from server.recording import REPLAY_ID, list_replays
 from server.recording import SUFFIX as REPLAY_SUFFIX
 from server.replay import ReplayError, frames_for_viewer, read_replay
@@ -149,6 +150,8 @@ class ArenaServer:
     """What sessions that are gone received and sent (see `traffic`)."""
     _welcome_frame: bytes = attrs.field(init=False)
     _timers: Timers = attrs.field(factory=Timers, init=False)
+    _socket_reader: SocketReader = attrs.field(factory=SocketReader, init=False)
+    """Reads every open plain-TCP WebSocket (server.reader)."""
     connections: ConnectionCounter = attrs.field(init=False)
     """Open TCP connections, in all and per client address."""
     _guest_tokens: AddressRateLimiter = attrs.field(init=False)
@@ -247,6 +250,7 @@ class ArenaServer:
 
             self._open_reserve_fd()
             await nursery.start(self._timers.run)
+            nursery.start_soon(self._socket_reader.run)
             nursery.start_soon(accept)
             nursery.start_soon(self._matchmaking_loop)
             nursery.start_soon(self._record_history)
@@ -275,6 +279,7 @@ class ArenaServer:
             self._reserve_fd = None
         if self.ratings is not None:
             self.ratings.close()
+        self._socket_reader.close()
 
     def shutdown(self) -> None:
         """Stop accepting connections and close every client with 1001 (going away)."""
@@ -913,6 +918,7 @@ class ArenaServer:
                 max_message_size=MAX_CLIENT_MESSAGE_BYTES,
                 outbox_capacity=self.config.outbox_capacity,
                 delay=self.config.simulated_latency,
+                reader=self._socket_reader,
             )
         finally:
             for session in opened:

@@ -46,6 +46,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from server.limits import FrameKind
 from server.outbox import Outbox, Put
+from server.reader import SocketReader
 
 RECEIVE_BYTES = 65536
 ABNORMAL_CLOSURE = 1006
@@ -158,8 +159,10 @@ class _ServerProtocol(WSConnection):
     def receive_small_binary_frames(self, data: bytes) -> bytes:
         """Deliver the small binary frames at the start of `data` (see the module's rules); return the rest, for
         wsproto."""
+        if self.refused:
+            return b""  # the connection is being failed: what it sends is not even parsed
         listener = self._listener
-        if listener is None or not self._handshake_done or not self._at_message_boundary():
+        if listener is None or not self._handshake_done or not self.at_message_boundary():
             return data
         connection = self.connection
         offset, end = 0, len(data)
@@ -182,7 +185,7 @@ class _ServerProtocol(WSConnection):
             offset = frame_end
         return data[offset:] if offset else data
 
-    def _at_message_boundary(self) -> bool:
+    def at_message_boundary(self) -> bool:
         """Whether wsproto holds no part of a frame or message (its internals, read defensively: with another
         wsproto that lacks them, every frame goes to wsproto)."""
         connection = self.connection
@@ -226,10 +229,13 @@ class WebSocket:
         close_reason: the reason that came with `close_code`.
     """
 
-    def __init__(self, stream: trio.abc.Stream, outbox: Outbox, protocol: _ServerProtocol) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, outbox: Outbox, protocol: _ServerProtocol, release_socket: Callable[[], None]
+    ) -> None:
         self.stream = stream
         self.outbox = outbox
         self.protocol = protocol
+        self._release_socket = release_socket
         self.close_code: int | None = None
         self.close_reason = ""
         self._ended = trio.Event()
@@ -247,6 +253,7 @@ class WebSocket:
         except trio.BrokenResourceError:
             pass
         finally:
+            self._release_socket()
             await self.stream.aclose()
 
     def mark_ended(self, code: int, reason: str) -> None:
@@ -278,6 +285,7 @@ async def serve_websocket(
     max_message_size: int,
     outbox_capacity: int,
     delay: float,
+    reader: SocketReader | None = None,
 ) -> None:
     """Complete the WebSocket handshake on a connection whose request head h11 has read, then read the
     connection until it ends; returns then (the caller closes the stream).
@@ -293,6 +301,7 @@ async def serve_websocket(
         max_message_size: bigger messages are refused with close code 1009.
         outbox_capacity: frames the connection's backlog holds (see `Outbox`).
         delay: development only: seconds every frame sent is held back.
+        reader: the shared reader that reads the socket while the connection is open (not over TLS).
     """
     tls = isinstance(stream, trio.SSLStream)
     socket_stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
@@ -304,25 +313,32 @@ async def serve_websocket(
             delay=delay,
             stream=stream if tls else None,
         )
+        fd = socket_stream.socket.fileno()
+        shared = reader if reader is not None and not tls else None
         protocol = _ServerProtocol(outbox, max_message_size)
-        ws = WebSocket(stream, outbox, protocol)
+        ws = WebSocket(stream, outbox, protocol, lambda: shared.release(fd) if shared is not None else None)
         try:
             await _handshake(ws, request_head, after_head, check, open_listener, nursery)
             del request_head, after_head
             while ws.close_code is None:
-                data = bytes(await stream.receive_some(RECEIVE_BYTES)) if tls else await _read(socket_stream)
+                if shared is not None and protocol.at_message_boundary():
+                    # the shared reader delivers the small frames; what it hands back is for wsproto
+                    data = await shared.handled_elsewhere(fd, protocol.receive_small_binary_frames)
+                    rest = data
+                else:
+                    data = bytes(await stream.receive_some(RECEIVE_BYTES)) if tls else await _read(socket_stream)
+                    rest = protocol.receive_small_binary_frames(data) if data else data
                 if not data:
                     ws.mark_ended(ABNORMAL_CLOSURE, "the connection was closed without a Close frame")
                     break
-                if protocol.refused:
-                    continue  # the connection is being failed: what it sends is not even parsed
-                rest = protocol.receive_small_binary_frames(data)
                 if rest and not protocol.refused:
                     protocol.receive_data(rest)
                     await _handle_events(ws)
         except (trio.BrokenResourceError, trio.ClosedResourceError, _Refused):  # SSLStream raises these too
             ws.mark_ended(ABNORMAL_CLOSURE, "the connection broke")
         finally:
+            if shared is not None:
+                shared.release(fd)
             protocol.connection_lost()
             nursery.cancel_scope.cancel()
 
