@@ -20,8 +20,9 @@ import time
 
 import game
 from game import MatchState, PlayerInput, Rules
-from game.snapshot import PLAYERS
+from game.snapshot import SnapshotBuilder
 from server.codec import encode
+from server.match import SERVER_PLAYER_FIELDS
 from server.outbox import binary_frame
 from server.recording import MatchRecorder
 
@@ -41,7 +42,8 @@ def play(ticks: int, players: int, seed: int) -> dict[str, float]:
     seq = 0
     spent = dict.fromkeys(PHASES, 0.0)
     clock = time.process_time
-    previous = game.snapshot(state)
+    snapshots = SnapshotBuilder(SERVER_PLAYER_FIELDS)  # as server.match.Match builds them
+    previous = snapshots.build(state)
     for tick in range(1, ticks + 1):
         for player_id in state.players:
             if (tick + player_id) % 3 == 0:  # ten inputs a second at 30 ticks a second
@@ -61,9 +63,8 @@ def play(ticks: int, players: int, seed: int) -> dict[str, float]:
         if tick % rules.tick_rate == 0:
             recorder.take()  # the writer thread's share is not the tick's
         t2 = clock()
-        server_fields = {pid: {"ping": 20, "ack": held[pid].seq if pid in held else 0, "status": "playing"}
-                         for pid in state.players}  # fmt: skip
-        current = game.snapshot(state, events).with_fields(PLAYERS, server_fields)
+        server_fields = {pid: (20, held[pid].seq if pid in held else 0, "playing") for pid in state.players}
+        current = snapshots.build(state, events, server_fields)
         t3 = clock()
         change = game.delta(previous, current)
         t4 = clock()

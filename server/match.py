@@ -28,7 +28,7 @@ import trio
 import game
 from game import MatchState, Notice, PlayerInput, Rules, ScoreLine, Snapshot
 from game.ai import MAX_BOT_LEVEL
-from game.snapshot import PLAYERS
+from game.snapshot import SnapshotBuilder
 from server.codec import encode
 from server.matchmaker import Mode
 from server.messages import Joined, Left, Spectating
@@ -40,6 +40,8 @@ from server.spectating import DelayedFeed
 logger = logging.getLogger(__name__)
 
 MAX_CATCH_UP_TICKS = 3
+SERVER_PLAYER_FIELDS = ("ping", "ack", "status")
+"""What the server adds to each player in snapshots (docs/protocol.md): round trip, last input applied, seat."""
 TIMING_WINDOW_SECONDS = 10.0
 TIMING_MAX_SAMPLES = 3000
 TICK_COST_SMOOTHING = 0.05
@@ -150,6 +152,7 @@ class Match:
     finished: bool = attrs.field(default=False, init=False)
     _next_player_id: int = attrs.field(default=1, init=False)
     _last_snapshot: Snapshot = attrs.field(init=False)
+    _snapshots: SnapshotBuilder = attrs.field(factory=lambda: SnapshotBuilder(SERVER_PLAYER_FIELDS), init=False)
     _feed: DelayedFeed | None = attrs.field(default=None, init=False)
     _membership_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _ended_by_operator: bool = attrs.field(default=False, init=False)
@@ -488,18 +491,17 @@ class Match:
         self.state, events = game.step(self.state, inputs)
         if self.recorder is not None:
             self.recorder.tick(self.state.tick, inputs, self.state)
-        server_fields: dict[int, dict[str, int | str]] = {}
+        server_fields: dict[int, tuple[int, int, str]] = {}
         for player_id, seat in self.seats.items():
             session = seat.session
-            latest = session.latest_input if session else None
-            server_fields[player_id] = {
-                "ping": session.rtt_ms if session else 0,
-                "ack": latest.seq if latest else 0,
-                "status": seat.status,
-            }
+            if session is None:
+                server_fields[player_id] = (0, 0, seat.status)
+            else:
+                latest = session.latest_input
+                server_fields[player_id] = (session.rtt_ms, latest.seq if latest else 0, seat.status)
         if self._notices:
             events, self._notices = (*events, *self._notices), []
-        current = game.snapshot(self.state, events).with_fields(PLAYERS, server_fields)
+        current = self._snapshots.build(self.state, events, server_fields)
         delta_frame = binary_frame(encode(game.delta(self._last_snapshot, current)))
         snapshot_frame: bytes | None = None
         feed = self._feed

@@ -28,7 +28,7 @@ from game import (
     snapshot,
     step,
 )
-from game.snapshot import PLAYERS, PROJECTILES
+from game.snapshot import PLAYERS, PROJECTILES, SnapshotBuilder
 
 # Small pools of kinds, ids and field names, so that two drawn snapshots share entities and fields often.
 KINDS = st.sampled_from(["players", "projectiles", "match", "pickups"])
@@ -190,6 +190,34 @@ def test_apply_delta_holds_every_tick_of_a_simulated_match(seed: int, players: i
         kinds_seen |= change.added.keys() | change.removed.keys() | change.changed.keys()
         server_view = current
     assert {PLAYERS, PROJECTILES} <= kinds_seen
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**64 - 1), players=st.integers(min_value=2, max_value=8))
+def test_the_builder_makes_the_same_snapshots_and_reuses_what_did_not_change(seed: int, players: int) -> None:
+    rng = random.Random(seed)
+    state = MatchState.initial(seed=seed)
+    for pid in range(1, players + 1):
+        state = add_player(state, pid, f"player {pid}")
+    builder = SnapshotBuilder(("ping", "ack"))
+    previous_state, previous = state, builder.build(state)
+    reused = 0
+    for _ in range(300):
+        inputs = _random_inputs(state, rng) if rng.random() < 0.5 else {}
+        state, events = step(state, inputs)
+        extra = {pid: (40 + (state.tick // 90) % 3, state.tick // 10) for pid in state.players if pid != 1}
+        built = builder.build(state, events, extra)
+        expected_extra = {pid: {"ping": ping, "ack": ack} for pid, (ping, ack) in extra.items()}
+        assert built == snapshot(state, events).with_fields(PLAYERS, expected_extra)
+        for kind, by_id in built.entities.items():
+            for eid, fields in by_id.items():
+                old = previous.entities.get(kind, {}).get(eid)
+                if old is fields:
+                    reused += 1
+                    entity = (previous_state.players if kind == PLAYERS else previous_state.projectiles).get(eid)
+                    assert entity is (state.players if kind == PLAYERS else state.projectiles)[eid]
+        previous_state, previous = state, built
+    assert reused > 0
 
 
 def test_snapshot_of_a_match_holds_only_ints_and_strs() -> None:
