@@ -18,7 +18,7 @@ import zlib
 import game
 from game import MatchState, Rules
 from server.codec import encode
-from server.recording import MatchRecorder, encode_records
+from server.recording import COMPRESSION_LEVEL, MatchRecorder, encode_records
 from server.replay import read_replay, verify
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     for player_id in range(1, args.players + 1):
         state = game.add_player(state, player_id, f"bot {player_id}")
         recorder.join(player_id, f"bot {player_id}")
-    compressor = zlib.compressobj(level=6)
+    compressor = zlib.compressobj(level=COMPRESSION_LEVEL)
     compressed = bytearray()
     ticks = round(args.minutes * 60 * rules.tick_rate)
     tick_seconds = recording_seconds = writer_seconds = 0.0

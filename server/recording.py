@@ -43,6 +43,9 @@ SUFFIX = ".arena-replay"
 HASH_INTERVAL_TICKS = 150
 """A state hash every 5 s at 30 ticks per second: a divergence is found to within 5 s of where it starts."""
 FLUSH_SECONDS = 1.0
+COMPRESSION_LEVEL = 1
+"""zlib's fastest level: 8% more bytes than level 6 for a third less of the writer thread's time
+(docs/benchmarks.md)."""
 REPLAY_ID = re.compile(r"^[0-9]{8}T[0-9]{6}_[A-Za-z0-9_-]{1,64}$")
 """What a replay's id (its file name without the suffix) looks like; anything else is not one of ours."""
 
@@ -159,7 +162,7 @@ class ReplayFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file = path.open("wb")
-        self._compressor = zlib.compressobj(level=6)
+        self._compressor = zlib.compressobj(level=COMPRESSION_LEVEL)
 
     def write(self, records: list[PendingRecord]) -> None:
         """Encode `records` and append them, flushed (a worker thread's work)."""
