@@ -130,6 +130,14 @@ def default_max_connections() -> int:
     return soft - FILE_HEADROOM if soft > 2 * FILE_HEADROOM else max(1, soft // 2)
 
 
+class ListenError(Exception):
+    """The server could not listen on its host and port (in use, not allowed, no such address)."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 @attrs.define(eq=False)
 class ArenaServer:
     config: ServerConfig
@@ -216,7 +224,10 @@ class ArenaServer:
 
         `task_status.started` reports this server once it listens (`port` is then the bound port).
         """
-        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        except OSError as error:
+            raise ListenError(error) from error
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
             self._directory = InMemoryMatchDirectory(

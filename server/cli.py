@@ -13,7 +13,7 @@ import attrs
 import trio
 from pythonjsonlogger.json import JsonFormatter
 
-from server.app import FILE_HEADROOM, ArenaServer
+from server.app import FILE_HEADROOM, ArenaServer, ListenError
 from server.auth import AuthConfig
 from server.config import ServerConfig
 from server.matchmaker import DEFAULT_MODES, Mode
@@ -320,11 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RatingStoreError) as error:
         print(f"arena: {error}", file=sys.stderr)
         return 2
-    listen_error: OSError | None = None
+    listen_error: ListenError | None = None
     try:
         tune_garbage_collector()
         trio.run(_serve, server)
-    except* OSError as group:
+    except* ListenError as group:
         listen_error = group.exceptions[0]  # type: ignore[assignment]
     if listen_error is not None:
         print(f"arena: cannot listen on {args.host}:{args.port}: {listen_error}", file=sys.stderr)

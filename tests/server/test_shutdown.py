@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -60,3 +61,19 @@ async def test_the_command_drains_on_a_signal_and_exits_cleanly(signal_number):
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_a_port_in_use_is_a_clear_error_and_no_traceback(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "server", "--port", str(port), "--no-replays", "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1, result
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
