@@ -727,7 +727,8 @@ async function showRunningMatches() {
   if (!list || !game.hud.startVisible) return;
   const response = await fetch("/matches").catch(() => null);
   const body = response?.ok ? await response.json().catch(() => null) : null;
-  const matches = (body?.matches ?? []).filter((match) => match.state !== "over");
+  // matches on other servers of a fleet (`local: false`) cannot be watched from this one yet
+  const matches = (body?.matches ?? []).filter((match) => match.state !== "over" && match.local !== false);
   const key = JSON.stringify(matches.map((m) => [m.id, m.mode, m.players, m.bots, m.state, Math.ceil(m.time_left / 10)]));
   if (list.dataset.key === key) return;
   list.dataset.key = key;

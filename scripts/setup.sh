@@ -2,7 +2,8 @@
 # Sets up everything Arena needs, and is safe to run again:
 #   .venv with arena[dev]; the browser client's npm packages (client_web/node_modules).
 # With --test-packages it also makes sure the Debian packages the tests run for real are installed: chromium
-# (browser tests) and nginx (the reverse-proxy tests). Needs root or sudo for apt-get.
+# (browser tests), nginx (the reverse-proxy tests) and redis-server (the fleet tests). Needs root or sudo for
+# apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -45,6 +46,7 @@ if [ "${1:-}" = "--test-packages" ]; then
   missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  [ -x /usr/bin/redis-server ] || missing+=(redis-server)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian's ${missing[*]} for the tests"
     sudo_cmd=""

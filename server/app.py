@@ -41,6 +41,7 @@ from server.auth import Authenticator, AuthError, Identity
 from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode, encode_replay_view
 from server.config import ServerConfig
 from server.directory import InMemoryMatchDirectory
+from server.fleet import FleetPresence, new_server_id
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
 from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
 from server.match import Match, SeatError, TickStatistics, percentile_ms
@@ -179,6 +180,8 @@ class ArenaServer:
     _reserve_fd: int | None = attrs.field(default=None, init=False)
     _accept_errors_unlogged: int = attrs.field(default=0, init=False)
     _accept_error_logged_at: float = attrs.field(default=-math.inf, init=False)
+    fleet: FleetPresence | None = attrs.field(default=None, init=False)
+    """This server's place in a fleet sharing one Redis (None without --redis)."""
 
     def __attrs_post_init__(self) -> None:
         """Raises ValueError (or OSError for a TLS file) if the configuration cannot work."""
@@ -229,6 +232,14 @@ class ArenaServer:
         except OSError as error:
             raise ListenError(error) from error
         self.port = listeners[0].socket.getsockname()[1]
+        if self.config.redis_url is not None:
+            scheme = "wss" if self._ssl_context else "ws"
+            self.fleet = FleetPresence(
+                url=self.config.redis_url,
+                server_id=new_server_id(),
+                public_url=self.config.public_url or f"{scheme}://{self.config.host}:{self.port}/ws",
+                entry=self._fleet_entry,
+            )
         async with trio.open_nursery() as nursery:
             self._directory = InMemoryMatchDirectory(
                 nursery=nursery,
@@ -262,6 +273,8 @@ class ArenaServer:
             self._open_reserve_fd()
             await nursery.start(self._timers.run)
             nursery.start_soon(self._socket_reader.run)
+            if self.fleet is not None:
+                await nursery.start(self.fleet.run)
             nursery.start_soon(accept)
             nursery.start_soon(self._matchmaking_loop)
             nursery.start_soon(self._record_history)
@@ -323,6 +336,28 @@ class ArenaServer:
             "counters": self._counters(),
             "limit_hits": {limit: int(n) for limit, n in sorted(metrics.totals(metrics.limit_hits).items()) if n},
             "close_codes": {code: int(n) for code, n in sorted(metrics.totals(metrics.closes).items()) if n},
+            **({"fleet": self._fleet_health()} if self.fleet is not None else {}),
+        }
+
+    def _fleet_entry(self) -> dict[str, Any]:
+        """What this server tells the fleet about itself at every heartbeat."""
+        directory = self._directory
+        matches = list(directory.matches.values()) if directory else []
+        return {
+            "matches": directory.listing() if directory else [],
+            "players": directory.player_count if directory else 0,
+            "load": round(sum(match.tick_cost for match in matches) * self.config.tick_rate, 4),
+            "draining": self.draining,
+        }
+
+    def _fleet_health(self) -> dict[str, Any]:
+        fleet = self.fleet
+        assert fleet is not None
+        return {
+            "server": fleet.server_id,
+            "url": fleet.public_url,
+            "redis": "connected" if fleet.view.connected else "unreachable",
+            "servers": len(fleet.view.servers) if fleet.view.connected else None,
         }
 
     def _counters(self) -> dict[str, int]:
@@ -647,7 +682,14 @@ class ArenaServer:
             body = self.metrics.exposition()
             await respond(stream, connection, 200, body, content_type=METRICS_CONTENT_TYPE, head_only=head_only)
         elif request.path == "/matches":
-            await respond_json(stream, connection, 200, {"matches": self.directory.listing()}, head_only=head_only)
+            local = self.directory.listing()
+            if self.fleet is None:
+                await respond_json(stream, connection, 200, {"matches": local}, head_only=head_only)
+            else:
+                matches, whole_fleet = self.fleet.listing(local)
+                await respond_json(
+                    stream, connection, 200, {"matches": matches, "fleet": whole_fleet}, head_only=head_only
+                )
         else:
             file = static_file(self.config.client_dir, request.path)
             if file is None:

@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the skill ratings are kept (ratings.sqlite3) (default %(default)s)",
     )
+    fleet = serve.add_argument_group("fleet (docs/deploy.md)")
+    fleet.add_argument(
+        "--redis",
+        metavar="URL",
+        help="join the fleet of servers sharing this Redis: redis://HOST:PORT/DB or unix:///PATH?db=0 "
+        "(default: a server on its own, no Redis)",
+    )
+    fleet.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the WebSocket URL clients reach this server at, as the fleet lists it "
+        "(default: ws://HOST:PORT/ws on the address it listens on)",
+    )
     replays = serve.add_argument_group("replays (docs/protocol.md)")
     replays.add_argument(
         "--replay-dir",
@@ -230,6 +243,8 @@ def configure_logging(level: str, log_format: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # coredis logs every retry of an unreachable Redis at INFO; server.fleet says it once, with what to do
+    logging.getLogger("coredis").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def tune_garbage_collector() -> None:
@@ -314,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         tls_key=Path(args.tls_key) if args.tls_key else None,
         admin_token=admin_token,
         metrics_from=tuple(args.metrics_from) if args.metrics_from else ServerConfig().metrics_from,
+        redis_url=args.redis,
+        public_url=args.public_url,
     )
     try:
         server = ArenaServer(config)

@@ -58,6 +58,9 @@ class ServerConfig:
         kill_limit, match_seconds: a match ends when a player reaches `kill_limit` kills or after this long.
         seed: the seed of every match's randomness, to reproduce a match; None draws a new seed per match.
         lag_compensation_seconds: how far back a shot may be judged (docs/protocol.md); 0 turns it off.
+        redis_url: join the fleet of servers sharing this Redis (server.fleet); None: a server on its own.
+        public_url: the WebSocket URL clients reach this server at (listed to the fleet); None: ws:// (wss://
+            with TLS) on the host and port it listens on.
         data_dir: where the server keeps its data (ratings.sqlite3, the skill ratings); None keeps no ratings.
         spectator_delay: seconds spectators watch behind the players (against ghosting); 0 shows them live.
         replay_dir: where every match is recorded (server.recording); None records nothing.
@@ -113,6 +116,8 @@ class ServerConfig:
     reservation_seconds: float = 15.0
     resume_window: float = 20.0
     bot_takes_over: bool = False
+    redis_url: str | None = None
+    public_url: str | None = None
 
     def frame_limits(self) -> FrameLimits:
         """The frame budget every connection gets."""

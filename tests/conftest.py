@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import attrs
 import jwt
@@ -14,6 +14,7 @@ from server.app import ArenaServer
 from server.auth import AuthConfig
 from server.config import ServerConfig
 from server.matchmaker import Mode
+from tests.redis_server import RedisServer
 
 TEST_SECRET = "arena-tests-only-secret-0123456789abcdef"
 """The HS256 key the test servers verify tokens with, so tests can sign (and forge) tokens themselves."""
@@ -74,3 +75,12 @@ def server_factory(nursery: trio.Nursery) -> Callable[..., object]:
         return await start_server(nursery, **overrides)
 
     return factory
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a unix socket of its own, stopped after the test."""
+    redis = RedisServer(tmp_path_factory.mktemp("redis"))
+    redis.start()
+    yield redis
+    redis.stop()

@@ -1,0 +1,86 @@
+"""Servers sharing one real redis-server: each lists the whole fleet's matches, a server killed with SIGKILL
+drops out within seconds, and Redis going away and coming back costs the running matches nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import trio
+
+from bots.client import connect, http_request
+from server.fleet import HEARTBEAT_SECONDS, PRESENCE_TTL_SECONDS
+from tests.browser.conftest import start_server_process
+from tests.conftest import start_server, ws_url
+
+FAST = ("--queue-wait", "0.3", "--no-replays", "--match-seconds", "300")
+
+
+async def _matches(port: int) -> dict:
+    _, body = await http_request(f"http://127.0.0.1:{port}", "GET", "/matches")
+    return json.loads(body)
+
+
+async def test_every_server_lists_the_fleet_and_a_killed_one_drops_out(redis_server, tmp_path):
+    first = start_server_process(*FAST, "--redis", redis_server.url, "--data-dir", str(tmp_path / "a"))
+    second = start_server_process(*FAST, "--redis", redis_server.url, "--data-dir", str(tmp_path / "b"))
+    try:
+        async with connect(f"ws://127.0.0.1:{second.port}/ws", name="on-second") as player:
+            await player.join()
+            second_url = f"ws://127.0.0.1:{second.port}/ws"
+            with trio.fail_after(5):
+                while True:
+                    listed = await _matches(first.port)
+                    remote = [match for match in listed["matches"] if not match["local"]]
+                    if remote:
+                        break
+                    await trio.sleep(0.2)
+            assert listed["fleet"] is True
+            assert remote[0]["url"] == second_url and remote[0]["players"] == 1
+            own = await _matches(second.port)
+            assert [match["local"] for match in own["matches"]] == [True]
+            _, body = await http_request(f"http://127.0.0.1:{first.port}", "GET", "/healthz")
+            assert json.loads(body)["fleet"]["servers"] == 2
+
+            second.process.send_signal(signal.SIGKILL)
+            second.process.wait()
+            killed_at = time.monotonic()
+            with trio.fail_after(PRESENCE_TTL_SECONDS + 3 * HEARTBEAT_SECONDS):
+                while any(not match["local"] for match in (await _matches(first.port))["matches"]):
+                    await trio.sleep(0.2)
+            gone_after = time.monotonic() - killed_at
+            assert gone_after <= PRESENCE_TTL_SECONDS + 2 * HEARTBEAT_SECONDS, gone_after
+    finally:
+        for server in (first, second):
+            server.process.kill()
+            server.process.wait()
+            if server.process.stdout:
+                server.process.stdout.close()
+
+
+async def test_redis_going_away_and_back_costs_the_running_match_nothing(nursery, redis_server, caplog):
+    server = await start_server(nursery, redis_url=redis_server.url)
+    with trio.fail_after(5):
+        while server.fleet is None or not server.fleet.view.connected:
+            await trio.sleep(0.05)
+    async with connect(ws_url(server), name="steady") as player:
+        await player.join()
+        redis_server.stop()
+        with trio.fail_after(3 * HEARTBEAT_SECONDS + 3):
+            while server.fleet.view.connected:
+                await player.receive()
+        tick_when_cut = player.view.tick if player.view else 0
+        listed = await _matches(server.port)
+        assert listed["fleet"] is False and [match["local"] for match in listed["matches"]] == [True]
+        assert server.health()["fleet"]["redis"] == "unreachable"
+        assert any("cannot be reached" in record.getMessage() for record in caplog.records)
+        # the match ticks on meanwhile: the player keeps getting states
+        with trio.fail_after(3):
+            while (player.view.tick if player.view else 0) < tick_when_cut + 30:
+                await player.receive()
+        redis_server.start()
+        with trio.fail_after(3 * HEARTBEAT_SECONDS + 5):
+            while not server.fleet.view.connected:
+                await player.receive()
+        assert (await _matches(server.port))["fleet"] is True
