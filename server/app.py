@@ -41,7 +41,7 @@ from server.auth import Authenticator, AuthError, Identity
 from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode, encode_replay_view
 from server.config import ServerConfig
 from server.directory import InMemoryMatchDirectory
-from server.fleet import FleetPresence, new_server_id
+from server.fleet import FleetPresence, new_server_id, shared_secret
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
 from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
 from server.match import Match, SeatError, TickStatistics, percentile_ms
@@ -227,6 +227,9 @@ class ArenaServer:
 
         `task_status.started` reports this server once it listens (`port` is then the bound port).
         """
+        if self.config.redis_url is not None and self.authenticator.makes_its_own_secret:
+            # every server of the fleet must accept the guest tokens any of them signs
+            self.authenticator.use_shared_secret(await shared_secret(self.config.redis_url))
         try:
             listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         except OSError as error:

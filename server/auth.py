@@ -65,6 +65,17 @@ class Authenticator:
             raise ValueError("guest tokens need HS256: the server signs them with its own secret")
         self._key = self.config.verification_key or secrets.token_urlsafe(32)
 
+    @property
+    def makes_its_own_secret(self) -> bool:
+        """Whether the HS256 secret was made here at start-up (no key configured): a fleet shares one instead."""
+        return self.config.algorithm == "HS256" and self.config.verification_key is None
+
+    def use_shared_secret(self, secret: str) -> None:
+        """Sign and verify with the fleet's secret from now on (server.fleet), instead of one made here."""
+        if not self.makes_its_own_secret:
+            raise ValueError("a configured key is kept: only a secret made at start-up gives way to the fleet's")
+        self._key = secret
+
     def verify(self, token: str) -> Identity:
         """The identity a token proves.
 

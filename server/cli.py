@@ -16,6 +16,7 @@ from pythonjsonlogger.json import JsonFormatter
 from server.app import FILE_HEADROOM, ArenaServer, ListenError
 from server.auth import AuthConfig
 from server.config import ServerConfig
+from server.fleet import FleetUnavailableError
 from server.matchmaker import DEFAULT_MODES, Mode
 from server.ratings import RatingStoreError
 
@@ -338,11 +339,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"arena: {error}", file=sys.stderr)
         return 2
     listen_error: ListenError | None = None
+    fleet_error: FleetUnavailableError | None = None
     try:
         tune_garbage_collector()
         trio.run(_serve, server)
     except* ListenError as group:
         listen_error = group.exceptions[0]  # type: ignore[assignment]
+    except* FleetUnavailableError as group:
+        fleet_error = group.exceptions[0]  # type: ignore[assignment]
+    if fleet_error is not None:
+        print(f"arena: {fleet_error}", file=sys.stderr)
+        return 2
     if listen_error is not None:
         print(f"arena: cannot listen on {args.host}:{args.port}: {listen_error}", file=sys.stderr)
         print("arena: pick another port with --port, or stop what is using it", file=sys.stderr)

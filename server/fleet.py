@@ -29,6 +29,9 @@ import trio
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "arena:server:"
+SECRET_KEY = "arena:fleet:hs256-secret"
+"""Where the fleet keeps the secret its servers sign guest tokens with, when none is configured."""
+SECRET_WAIT_SECONDS = 10.0
 HEARTBEAT_SECONDS = 1.0
 PRESENCE_TTL_SECONDS = 3
 """A server's entry outlives three missed heartbeats at most: how long a dead server stays listed."""
@@ -40,6 +43,36 @@ MAX_SERVERS_READ = 1000
 
 def new_server_id() -> str:
     return secrets.token_hex(6)
+
+
+class FleetUnavailableError(Exception):
+    """Redis could not be reached when the server needed it to join the fleet; the message says what to do."""
+
+
+async def shared_secret(url: str, *, wait_seconds: float = SECRET_WAIT_SECONDS) -> str:
+    """The fleet's HS256 secret: the one in Redis, or a new one put there if this is the first server (SET NX, so
+    that servers starting together agree). Tries for `wait_seconds`.
+
+    Raises:
+        FleetUnavailableError: if Redis cannot be reached meanwhile.
+    """
+    client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
+    failure = "timed out"
+    with contextlib.suppress(*REDIS_FAILURES), trio.move_on_after(wait_seconds):
+        async with client:
+            while True:
+                try:
+                    await client.set(SECRET_KEY, secrets.token_urlsafe(32), condition=coredis.PureToken.NX)
+                    secret = await client.get(SECRET_KEY)
+                    if secret:
+                        return secret
+                except REDIS_FAILURES as error:
+                    failure = str(error) or type(error).__name__
+                await trio.sleep(HEARTBEAT_SECONDS)
+    raise FleetUnavailableError(
+        f"cannot reach Redis at {url} for the fleet's token secret ({failure}): start redis-server, check --redis, "
+        "or give every server the same --auth-secret-file"
+    )
 
 
 @attrs.define(eq=False)

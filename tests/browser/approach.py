@@ -1,4 +1,7 @@
-"""A protocol client (bots/client.py) that walks up to a named player: the kill-cam's hunter, the hit test's target."""
+"""A protocol client (bots/client.py) that walks up to a named player: the kill-cam's hunter, the hit test's target.
+
+It walks straight, one axis at a time, so a wall between the two can stop it: servers for these tests run with
+`CLEAR_LINE_SEED`, whose two first spawn points face each other along the top edge, with nothing between."""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ import trio
 
 from bots.client import connect
 from game import Death
+
+CLEAR_LINE_SEED = "18"
+"""`--seed` for a match whose first two players spawn at (1500, 100) and (100, 100), whichever joins first."""
 
 
 async def approach(

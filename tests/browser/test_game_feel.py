@@ -8,7 +8,7 @@ from typing import Any
 
 from playwright.sync_api import Page
 
-from tests.browser.approach import approach_in_thread
+from tests.browser.approach import CLEAR_LINE_SEED, approach_in_thread
 from tests.browser.test_client import FAST_QUEUE, hold_key, play, players_by_id, wait_for
 
 LONG_NAME = "Wolfeschlegelsteinhausen"[:24]
@@ -107,7 +107,7 @@ DUMMY_WITHIN_300 = """(() => {
 
 
 def test_hits_show_a_marker_and_sounds_play_until_muted_and_muted_stays(server_process, open_page, artifacts):
-    server = server_process(*FAST_QUEUE, "--kill-limit", "50")
+    server = server_process(*FAST_QUEUE, "--kill-limit", "50", "--seed", CLEAR_LINE_SEED)
     shooter = open_page(server.base_url)
     page = shooter.page
     page.fill("#name-input", "shooter")

@@ -1,16 +1,20 @@
-"""Servers sharing one real redis-server: each lists the whole fleet's matches, a server killed with SIGKILL
-drops out within seconds, and Redis going away and coming back costs the running matches nothing."""
+"""Servers sharing one real redis-server: one secret for guest tokens, each lists the whole fleet's matches, a
+server killed with SIGKILL drops out within seconds, and Redis going away and back costs running matches nothing."""
 
 from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 import trio
 
-from bots.client import connect, http_request
+from bots.client import connect, guest_token, http_request
+from server.auth import AuthConfig
 from server.fleet import HEARTBEAT_SECONDS, PRESENCE_TTL_SECONDS
+from server.messages import PROTOCOL_VERSION, Hello
 from tests.browser.conftest import start_server_process
 from tests.conftest import start_server, ws_url
 
@@ -84,3 +88,28 @@ async def test_redis_going_away_and_back_costs_the_running_match_nothing(nursery
             while not server.fleet.view.connected:
                 await player.receive()
         assert (await _matches(server.port))["fleet"] is True
+
+
+async def test_a_guest_token_from_one_server_of_the_fleet_is_good_on_another(nursery, redis_server):
+    first = await start_server(nursery, redis_url=redis_server.url, auth=AuthConfig())
+    second = await start_server(nursery, redis_url=redis_server.url, auth=AuthConfig())
+    alone = await start_server(nursery, auth=AuthConfig())  # not in the fleet: a secret of its own
+    token = await guest_token(ws_url(first), "traveller")
+    async with connect(ws_url(second), name="traveller", token=token) as player:
+        await player.join()
+        assert player.player is not None
+    async with connect(ws_url(alone), name=None) as stranger:
+        await stranger.send(Hello(protocol=PROTOCOL_VERSION, token=token, name="traveller"))
+        closed = await stranger.receive_until_closed()
+    assert closed.code == 1008 and "signature" in closed.reason
+
+
+def test_without_redis_a_server_that_needs_the_fleets_secret_says_so(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "--port", "0", "--no-replays", "--data-dir", str(tmp_path),
+         "--redis", f"unix://{tmp_path}/nothing-here.sock"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot reach Redis" in result.stderr and "--auth-secret-file" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
