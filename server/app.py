@@ -257,6 +257,7 @@ class ArenaServer:
                 replay_dir=self.config.replay_dir,
                 replay_keep=self.config.replay_keep,
                 replay_max_age_seconds=self.config.replay_max_age_days * 86400,
+                max_tick_load=self.config.max_tick_load,
             )
             self._matchmaker = Matchmaker(
                 directory=self._directory, modes=self.config.modes, reservation_seconds=self.config.reservation_seconds
@@ -334,6 +335,11 @@ class ArenaServer:
             "matches": len(directory.matches) if directory else 0,
             "players": directory.player_count if directory else 0,
             "queued": len(list(self._matchmaker.queued())) if self._matchmaker else 0,
+            "load": {
+                "ticks": round(directory.tick_load, 4) if directory else 0.0,
+                "max_ticks": self.config.max_tick_load,
+                "admitting_matches": directory.has_room_for_a_match() if directory else True,
+            },
             "tick": self.statistics.summary(),
             "backlog_overflows": self.traffic()["arena_backlog_overflows"],
             "counters": self._counters(),
@@ -345,11 +351,11 @@ class ArenaServer:
     def _fleet_entry(self) -> dict[str, Any]:
         """What this server tells the fleet about itself at every heartbeat."""
         directory = self._directory
-        matches = list(directory.matches.values()) if directory else []
         return {
             "matches": directory.listing() if directory else [],
             "players": directory.player_count if directory else 0,
-            "load": round(sum(match.tick_cost for match in matches) * self.config.tick_rate, 4),
+            "load": round(directory.tick_load, 4) if directory else 0.0,
+            "admitting_matches": directory.has_room_for_a_match() if directory else True,
             "draining": self.draining,
         }
 

@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the skill ratings are kept (ratings.sqlite3) (default %(default)s)",
     )
+    serve.add_argument(
+        "--max-tick-load",
+        type=float,
+        default=defaults.max_tick_load,
+        metavar="FRACTION",
+        help="start new matches only while the running matches' ticks take less than this share of a core; "
+        "queued players wait meanwhile (default %(default)s)",
+    )
     fleet = serve.add_argument_group("fleet (docs/deploy.md)")
     fleet.add_argument(
         "--redis",
@@ -267,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.queue_wait is not None and not 0 <= args.queue_wait <= 600:
         print(f"arena: --queue-wait must be from 0 to 600 seconds, got {args.queue_wait}", file=sys.stderr)
         return 2
+    if not 0 < args.max_tick_load <= 1:
+        print(
+            f"arena: --max-tick-load is a share of a core, over 0 and at most 1, got {args.max_tick_load}",
+            file=sys.stderr,
+        )
+        return 2
     if not 0 <= args.spectator_delay <= 600:
         print(f"arena: --spectator-delay must be from 0 to 600 seconds, got {args.spectator_delay}", file=sys.stderr)
         return 2
@@ -331,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         admin_token=admin_token,
         metrics_from=tuple(args.metrics_from) if args.metrics_from else ServerConfig().metrics_from,
         redis_url=args.redis,
+        max_tick_load=args.max_tick_load,
         public_url=args.public_url,
     )
     try:

@@ -58,6 +58,9 @@ class ServerConfig:
         kill_limit, match_seconds: a match ends when a player reaches `kill_limit` kills or after this long.
         seed: the seed of every match's randomness, to reproduce a match; None draws a new seed per match.
         lag_compensation_seconds: how far back a shot may be judged (docs/protocol.md); 0 turns it off.
+        max_tick_load: new matches start only while the running matches' ticks take less than this share of a
+            core (each match's recent tick cost times the tick rate; reading input and the rest come on top);
+            queued players wait meanwhile, and running matches still take players.
         redis_url: join the fleet of servers sharing this Redis (server.fleet); None: a server on its own.
         public_url: the WebSocket URL clients reach this server at (listed to the fleet); None: ws:// (wss://
             with TLS) on the host and port it listens on.
@@ -118,6 +121,7 @@ class ServerConfig:
     bot_takes_over: bool = False
     redis_url: str | None = None
     public_url: str | None = None
+    max_tick_load: float = 0.7
 
     def frame_limits(self) -> FrameLimits:
         """The frame budget every connection gets."""

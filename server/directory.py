@@ -62,6 +62,8 @@ class InMemoryMatchDirectory:
     """Where matches are recorded (None: not recorded)."""
     replay_keep: int = 1000
     replay_max_age_seconds: float = 7 * 86400.0
+    max_tick_load: float = 0.7
+    """New matches are made only while the matches' ticks use less than this share of a core (`tick_load`)."""
     matches: dict[str, Match] = attrs.field(factory=dict, init=False)
     _ended: dict[str, EndedSeat] = attrs.field(factory=dict, init=False)
     """Seats of matches that have closed, by resume token, for `resume_window` after the close."""
@@ -96,6 +98,14 @@ class InMemoryMatchDirectory:
         self.matches[match.id] = match
         self.nursery.start_soon(self._run, match)
         return match.id
+
+    @property
+    def tick_load(self) -> float:
+        """The share of a core the running matches' ticks take: each match's recent tick cost times its rate."""
+        return sum(match.tick_cost * match.rules.tick_rate for match in self.matches.values() if not match.finished)
+
+    def has_room_for_a_match(self) -> bool:
+        return self.tick_load < self.max_tick_load
 
     def open_seat(self, mode: Mode) -> str | None:
         for match in self.matches.values():

@@ -130,6 +130,9 @@ class MatchDirectory(Protocol):
     def open_seat(self, mode: Mode) -> str | None:
         """Hold a free seat for one reservation in a running match of `mode`; return that match's id, or None."""
 
+    def has_room_for_a_match(self) -> bool:
+        """Whether a new match may start here now (the server's load leaves room for it)."""
+
 
 class MatchmakingError(Exception):
     """A request the matchmaker refuses; the message says why."""
@@ -193,7 +196,7 @@ class Matchmaker:
 
     def form_matches(self, *, now: float) -> list[FormedMatch]:
         """Seat queued players in running matches (modes with backfill), then form every match the queues allow
-        at `now`, creating them in the directory."""
+        at `now`, creating them in the directory while it has room for them (admission by load)."""
         formed: list[FormedMatch] = []
         for mode_name, queue in self._queues.items():
             mode = self.modes[mode_name]
@@ -204,7 +207,7 @@ class Matchmaker:
                 ticket = queue[0]
                 reservation = self._reserve(ticket, match_id, now)
                 formed.append(FormedMatch(match_id=match_id, mode=mode.name, reservations=(reservation,), bots=0))
-            while queue:
+            while queue and self.directory.has_room_for_a_match():  # if not, they wait: no seat is better
                 taken, bots = self._next_group(mode, queue, now)
                 if not taken:
                     break

@@ -15,6 +15,10 @@ FFA = Mode(name="ffa", min_players=2, max_players=8, fill_after_seconds=5, backf
 class RecordingDirectory:
     created: list[tuple[str, int, int]] = attrs.field(factory=list)
     open_seats: dict[str, int] = attrs.field(factory=dict)
+    room: bool = True
+
+    def has_room_for_a_match(self) -> bool:
+        return self.room
 
     def create_match(self, mode: Mode, *, players: int, bots: int, bot_level: int = 3) -> str:
         self.created.append((mode.name, players, bots))
@@ -133,3 +137,19 @@ def test_bots_come_at_the_level_of_the_players_they_fill_for():
     (formed,) = matchmaker.form_matches(now=10)
     assert directory.created == [("duel", 1, 1)]
     assert formed.bot_level == 0 and formed.bots == 1
+
+
+def test_a_server_without_room_for_a_match_keeps_players_queued_and_still_backfills():
+    matchmaker, directory = _matchmaker()
+    directory.room = False
+    directory.open_seats["running"] = 1
+    for subject in ("a", "b", "c"):
+        matchmaker.enqueue(subject, "duel", now=0.0)
+    matchmaker.enqueue("d", "ffa", now=0.0)
+    formed = matchmaker.form_matches(now=30.0)
+    assert [(f.match_id, len(f.reservations)) for f in formed] == [("running", 1)]  # the ffa backfill only
+    assert directory.created == []
+    assert {t.subject for t in matchmaker.queued()} == {"a", "b", "c"}
+    directory.room = True
+    formed = matchmaker.form_matches(now=30.0)
+    assert directory.created and {t.subject for t in matchmaker.queued()} <= {"c"}

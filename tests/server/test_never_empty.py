@@ -27,6 +27,9 @@ class _Directory:
     def open_seat(self, mode: Mode) -> str | None:
         return None
 
+    def has_room_for_a_match(self) -> bool:
+        return True
+
 
 def test_a_lone_player_gets_bots_up_to_the_modes_target():
     directory = _Directory()
