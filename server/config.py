@@ -59,8 +59,10 @@ class ServerConfig:
         seed: the seed of every match's randomness, to reproduce a match; None draws a new seed per match.
         lag_compensation_seconds: how far back a shot may be judged (docs/protocol.md); 0 turns it off.
         max_tick_load: new matches start only while the running matches' ticks take less than this share of a
-            core (each match's recent tick cost times the tick rate; reading input and the rest come on top);
-            queued players wait meanwhile, and running matches still take players.
+            core (each match's recent tick cost times the tick rate; reading input and the rest come on top:
+            in bench/whole_game.py ticks were about 55% of a busy server's CPU, so 0.45 is a server near 85% of
+            its core, where tick lateness starts to grow); queued players wait meanwhile, and running matches
+            still take players.
         redis_url: join the fleet of servers sharing this Redis (server.fleet); None: a server on its own.
         public_url: the WebSocket URL clients reach this server at (listed to the fleet); None: ws:// (wss://
             with TLS) on the host and port it listens on.
@@ -121,7 +123,7 @@ class ServerConfig:
     bot_takes_over: bool = False
     redis_url: str | None = None
     public_url: str | None = None
-    max_tick_load: float = 0.7
+    max_tick_load: float = 0.45
 
     def frame_limits(self) -> FrameLimits:
         """The frame budget every connection gets."""

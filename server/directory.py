@@ -62,7 +62,7 @@ class InMemoryMatchDirectory:
     """Where matches are recorded (None: not recorded)."""
     replay_keep: int = 1000
     replay_max_age_seconds: float = 7 * 86400.0
-    max_tick_load: float = 0.7
+    max_tick_load: float = 0.45
     """New matches are made only while the matches' ticks use less than this share of a core (`tick_load`)."""
     matches: dict[str, Match] = attrs.field(factory=dict, init=False)
     _ended: dict[str, EndedSeat] = attrs.field(factory=dict, init=False)
