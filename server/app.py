@@ -1056,7 +1056,8 @@ class ArenaServer:
             except SeatError as error:
                 session.send_control(encode(Refused(request="spectate", reason=str(error))))
         elif isinstance(message, ListMatches):
-            session.send_control(encode(Matches(matches=self.directory.listing())))
+            local = self.directory.listing()
+            session.send_control(encode(Matches(matches=self.fleet.listing(local)[0] if self.fleet else local)))
         elif isinstance(message, Leave):
             self._leave_current_match(session, reason="left")
 

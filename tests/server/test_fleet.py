@@ -14,7 +14,7 @@ import trio
 from bots.client import connect, guest_token, http_request
 from server.auth import AuthConfig
 from server.fleet import HEARTBEAT_SECONDS, PRESENCE_TTL_SECONDS
-from server.messages import PROTOCOL_VERSION, Hello
+from server.messages import PROTOCOL_VERSION, Hello, ListMatches, Matches
 from tests.browser.conftest import start_server_process
 from tests.conftest import start_server, ws_url
 
@@ -44,6 +44,10 @@ async def test_every_server_lists_the_fleet_and_a_killed_one_drops_out(redis_ser
             assert remote[0]["url"] == second_url and remote[0]["players"] == 1
             own = await _matches(second.port)
             assert [match["local"] for match in own["matches"]] == [True]
+            async with connect(f"ws://127.0.0.1:{first.port}/ws", name="asker") as asker:  # the same over WebSocket
+                await asker.send(ListMatches())
+                listing = await asker.receive_until(lambda m: m if isinstance(m, Matches) else None)
+            assert [match["url"] for match in listing.matches if not match["local"]] == [second_url]
             _, body = await http_request(f"http://127.0.0.1:{first.port}", "GET", "/healthz")
             assert json.loads(body)["fleet"]["servers"] == 2
 
