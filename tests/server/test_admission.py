@@ -3,6 +3,10 @@ until there is room, and /healthz says so."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
 import trio
 
 from bots.client import connect
@@ -30,3 +34,14 @@ async def test_a_server_without_room_keeps_players_queued_until_a_match_ends(ser
         with trio.fail_after(10):
             reserved = await second.receive_until(lambda m: m if isinstance(m, Reserved) else None, timeout=10)
         assert isinstance(reserved, Reserved)
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.2"])
+def test_a_tick_load_limit_outside_a_core_is_refused_with_what_to_give(value, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "--port", "0", "--no-replays", "--data-dir", str(tmp_path),
+         "--max-tick-load", value],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--max-tick-load is a share of a core" in result.stderr and "Traceback" not in result.stderr
