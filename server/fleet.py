@@ -83,8 +83,6 @@ class FleetView:
     """Each live server's entry: id, url, started, load, matches (their summaries)."""
     connected: bool = False
     """Whether the last heartbeat reached Redis."""
-    read_at: float = 0.0
-    """Unix time of the last successful read."""
 
 
 @attrs.define(eq=False)
@@ -162,7 +160,7 @@ class FleetPresence:
             logger.info("fleet: in the fleet through Redis at %s as server %s (%d servers)", self.url, self.server_id,
                         len(servers))  # fmt: skip
         self._reachable = True
-        self.view = FleetView(servers=servers, connected=True, read_at=time.time())
+        self.view = FleetView(servers=servers, connected=True)
 
     async def _read_servers(self, client: coredis.Redis[str]) -> list[dict[str, Any]]:
         keys = []
