@@ -9,7 +9,7 @@ import json
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -67,6 +67,10 @@ class RefusedError(Exception):
 class ArenaClient:
     ws: WebSocketConnection
     stream: trio.abc.Stream | None = None
+    url: str = ""
+    """The WebSocket URL of the server this client is connected to now."""
+    reopen: Callable[[str], Awaitable[ArenaClient]] | None = None
+    """Opens a connection like this one (same token and name) to another server of the fleet (see `move_to`)."""
     welcome: Welcome | None = None
     authenticated: Authenticated | None = None
     match: str | None = None
@@ -165,9 +169,36 @@ class ArenaClient:
         return joined
 
     async def join(self, mode: str = "ffa", *, timeout: float = 10.0) -> Joined:
-        """Queue, take the reserved seat, and wait for the first full snapshot."""
+        """Queue, take the reserved seat (on the server that hosts the match), and wait for the first full
+        snapshot."""
         reserved = await self.queue(mode, timeout=timeout)
+        await self.follow(reserved)
         return await self.redeem(reserved.reservation, timeout=timeout)
+
+    async def follow(self, reserved: Reserved) -> None:
+        """Connect to the server a reservation names, if it is another than this one (protocol 3)."""
+        if reserved.url is not None and reserved.url != self.url:
+            await self.move_to(reserved.url)
+
+    async def move_to(self, url: str) -> None:
+        """Go on on a new connection to `url` (another server of the fleet), as the same player; the old one is
+        closed. What the client counted is kept.
+
+        Raises:
+            RuntimeError: if this client cannot open connections by itself (it was not made by `connect`).
+        """
+        if self.reopen is None:
+            raise RuntimeError("this client was not opened by connect(); it cannot move to another server")
+        moved = await self.reopen(url)
+        old_ws, old_stream = self.ws, self.stream
+        self.ws, self.stream, self.url = moved.ws, moved.stream, url
+        self.welcome, self.authenticated = moved.welcome, moved.authenticated
+        self.match, self.player, self.view = None, None, None
+        with trio.move_on_after(2) as scope:
+            scope.shield = True
+            await old_ws.aclose()
+        if old_stream is not None:
+            await trio.aclose_forcefully(old_stream)
 
     async def resume(self, token: str, *, timeout: float = 5.0) -> Joined | Left:
         """Take back a held seat with a resume token, and wait for the full snapshot. If the match ended while
@@ -358,18 +389,24 @@ async def connect(
     opened = False
     try:
         async with trio.open_nursery() as nursery:
-            client, stream = await _open_client(
-                nursery,
-                url,
-                name=name,
-                token=token,
-                authorization_header=authorization_header,
-                receive_buffer_bytes=receive_buffer_bytes,
-                message_queue_size=message_queue_size,
-                timeout=timeout,
-                source_address=source_address,
-                ssl_context=ssl_context,
-            )
+
+            async def open_to(server_url: str) -> ArenaClient:
+                client = await _open_client(
+                    nursery,
+                    server_url,
+                    name=name,
+                    token=token,
+                    authorization_header=authorization_header,
+                    receive_buffer_bytes=receive_buffer_bytes,
+                    message_queue_size=message_queue_size,
+                    timeout=timeout,
+                    source_address=source_address,
+                    ssl_context=ssl_context,
+                )
+                client.reopen = open_to
+                return client
+
+            client = await open_to(url)
             opened = True
             try:
                 yield client
@@ -378,7 +415,8 @@ async def connect(
                     scope.shield = True
                     await client.ws.aclose()
                 # trio-websocket leaves a client's socket open when the server closed first
-                await trio.aclose_forcefully(stream)
+                if client.stream is not None:
+                    await trio.aclose_forcefully(client.stream)
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # a failure to connect (refused, rejected handshake, timeout) is raised as itself, not as a group
@@ -399,7 +437,7 @@ async def _open_client(
     timeout: float,
     source_address: str | None,
     ssl_context: ssl.SSLContext | None,
-) -> tuple[ArenaClient, trio.abc.Stream]:
+) -> ArenaClient:
     """Connect, read the welcome and, with a name, say hello and wait to be authenticated."""
     headers = [(b"Authorization", f"Bearer {token}".encode())] if authorization_header and token else None
     with trio.fail_after(timeout):
@@ -416,7 +454,7 @@ async def _open_client(
             )
             nursery.start_soon(ws._reader_task)
             await ws._open_handshake.wait()
-            client = ArenaClient(ws, stream)
+            client = ArenaClient(ws, stream, url=url)
             await client.receive_until(lambda m: m if isinstance(m, Welcome) else None, timeout=timeout)
             if name is not None:
                 hello_token = None if authorization_header else token
@@ -425,7 +463,7 @@ async def _open_client(
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
-    return client, stream
+    return client
 
 
 async def _open_stream(

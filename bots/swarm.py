@@ -147,6 +147,8 @@ class _Bot:
     """The local address the bot connects from, or None for the system's choice."""
     token: str | None = None
     resume_token: str | None = None
+    resume_url: str | None = None
+    """The server that hosts the match the bot dropped out of (in a fleet, maybe not the one it queued on)."""
     dropped_at: float | None = None
     storm_hit: bool = False
 
@@ -199,7 +201,7 @@ class Swarm:
                 if bot.token is None:
                     bot.token = await guest_token(self.config.url, bot.name, source_address=bot.source_address)
                 async with connect(
-                    self.config.url,
+                    bot.resume_url or self.config.url,
                     name=bot.name,
                     token=bot.token,
                     message_queue_size=16,
@@ -232,7 +234,7 @@ class Swarm:
             if bot.dropped_at is not None:
                 stats.reconnecting -= 1
                 bot.dropped_at = None
-            bot.resume_token = None
+            bot.resume_token, bot.resume_url = None, None
             await trio.sleep(bot.rng.uniform(*RECONNECT_BACKOFF_SECONDS))
 
     def _record_failure(self, failure: BaseException) -> None:
@@ -265,6 +267,7 @@ class Swarm:
             if outcome == "drop":
                 stats.chaos_event("drop")
                 bot.resume_token, bot.dropped_at = client.resume_token, trio.current_time()
+                bot.resume_url = client.url
                 stats.reconnecting += 1
                 await client.drop_connection()
                 await trio.sleep(bot.rng.uniform(*DROP_DELAY_SECONDS))
@@ -283,6 +286,7 @@ class Swarm:
         started = trio.current_time()
         try:
             reserved = await client.queue(self.config.mode, timeout=max(1.0, self.deadline - started))
+            await client.follow(reserved)
             await client.redeem(reserved.reservation, timeout=10)
         except RefusedError as refused:
             stats.refusals[str(refused)] += 1
@@ -314,7 +318,7 @@ class Swarm:
             return "seat"
         finally:
             stats.reconnecting -= 1
-            bot.resume_token, bot.dropped_at = None, None
+            bot.resume_token, bot.resume_url, bot.dropped_at = None, None, None
 
     async def _play(self, bot: _Bot, client: ArenaClient) -> str:
         """Play until the match is over ("finished", or "over" once the server has closed it), chaos says "drop" or

@@ -815,6 +815,10 @@ window.arena = Object.freeze({
   get matchId() {
     return game.matchId;
   },
+  /** The WebSocket URL of the server the page is connected to (in a fleet, the one hosting its match). */
+  get serverUrl() {
+    return game.net.serverUrl;
+  },
   get tick() {
     return game.world?.tick ?? null;
   },

@@ -10,10 +10,15 @@
 // the tab becomes visible again or the browser goes back online. The same token is used again, so the server
 // knows the player and keeps its seat for `resume_window` seconds; if the seat is gone (a restarted server), it
 // queues for a new match and says so (`seatLost`).
+//
+// In a fleet, the match may be hosted by another server than the one the page came from: `reserved` then names
+// that server's URL, and the connection moves there (a new socket, the same token) to join, and reconnects there
+// to resume. If that server cannot be reached for MATCH_SERVER_ATTEMPTS tries, the seat is given up and the
+// connection goes back to the page's own server to queue again.
 
 import { decode, encode } from "@msgpack/msgpack";
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 export const DEFAULT_MODE = "ffa";
 
 const BACKOFF_BASE_MS = 100;
@@ -21,6 +26,8 @@ const BACKOFF_CAP_MS = 5000;
 const CONNECT_TIMEOUT_MS = 5000;
 /** While a match is running the server sends a state every tick; this much silence means the link is dead. */
 const SILENCE_TIMEOUT_MS = 5000;
+/** Failed tries to reach the server hosting our match before going back to the page's own server. */
+const MATCH_SERVER_ATTEMPTS = 4;
 /** A guest token this close to its expiry is replaced before connecting. */
 const TOKEN_MARGIN_MS = 60_000;
 
@@ -90,6 +97,8 @@ export class Connection {
   #guest = null; // the guest token: the same player across reconnects
   #freshToken = false; // whether #guest was fetched for the current socket
   #resumeToken = null; // from the last `joined`: takes the seat back after a drop
+  #matchUrl = null; // the server hosting our match when it is not the page's own (from `reserved`)
+  #pendingJoin = null; // a reservation to redeem once the socket to #matchUrl is authenticated
   #seq = 0;
   #generation = 0; // bumped whenever a connection attempt starts or is abandoned
   #authenticated = false;
@@ -211,8 +220,13 @@ export class Connection {
     return this.#guest;
   }
 
+  /** The server hosting the player's match (protocol 3), or the page's own server. */
+  get serverUrl() {
+    return this.#matchUrl ?? socketUrl();
+  }
+
   #openSocket(guest) {
-    const ws = new WebSocket(socketUrl());
+    const ws = new WebSocket(this.serverUrl);
     ws.binaryType = "arraybuffer";
     ws.onmessage = (event) => this.#receive(ws, guest, event);
     ws.onclose = (event) => this.#closed(ws, event);
@@ -253,7 +267,10 @@ export class Connection {
         this.state = "open";
         this.closeReason = "";
         // A newer connection of a seated player gets its seat at once (`joined` came before this).
-        if (this.wantsMatch && this.seat !== "seated") this.#takeSeat();
+        if (this.#pendingJoin) {
+          this.send({ t: "join", reservation: this.#pendingJoin });
+          this.#pendingJoin = null;
+        } else if (this.wantsMatch && this.seat !== "seated") this.#takeSeat();
         else if (this.watching) this.#spectate();
         this.#callbacks.onChange();
         break;
@@ -262,8 +279,16 @@ export class Connection {
         this.#setSeat("queued");
         break;
       case "reserved":
-        this.send({ t: "join", reservation: message.reservation });
         this.#setSeat("joining");
+        if (message.url && message.url !== this.serverUrl) {
+          // the match is on another server of the fleet: join it there
+          this.#matchUrl = message.url;
+          this.#pendingJoin = message.reservation;
+          this.#abandonSocket(1000, "moving to the server that hosts the match");
+          this.#connect("connecting");
+        } else {
+          this.send({ t: "join", reservation: message.reservation });
+        }
         break;
       case "spectating":
         this.watching = message.match;
@@ -355,6 +380,13 @@ export class Connection {
 
   #reconnectLater() {
     this.attempt += 1;
+    if (this.#matchUrl && this.attempt >= MATCH_SERVER_ATTEMPTS) {
+      // the server hosting our match is gone: back to the page's own server, for a new match
+      this.#matchUrl = null;
+      this.#pendingJoin = null;
+      if (this.#resumeToken) this.seatLost = true;
+      this.#resumeToken = null;
+    }
     this.state = "reconnecting";
     this.seat = this.seat === "seated" || this.seat === "resuming" ? "resuming" : null; // a spectator: `watching`
     this.#retryTimer = setTimeout(() => this.#connect("reconnecting"), backoffDelayMs(this.attempt));

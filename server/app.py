@@ -42,10 +42,12 @@ from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, enc
 from server.config import ServerConfig
 from server.directory import InMemoryMatchDirectory
 from server.fleet import FleetPresence, new_server_id, shared_secret
+from server.fleet_matchmaking import FleetMatchmaking
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
 from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
 from server.match import Match, SeatError, TickStatistics, percentile_ms
-from server.matchmaker import Matchmaker, MatchmakingError
+from server.matchmaker import Matchmaker, MatchmakingError, modes_by_name
+from server.matchmaking import LocalMatchmaking, Matchmaking
 from server.messages import (
     PROTOCOL_VERSION,
     Authenticated,
@@ -60,11 +62,9 @@ from server.messages import (
     ListMatches,
     Matches,
     Queue,
-    Queued,
     Rated,
     Refresh,
     Refused,
-    Reserved,
     Resume,
     Spectate,
     Welcome,
@@ -97,8 +97,6 @@ logger = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 WEBSOCKET_PATH = "/ws"
-MATCHMAKING_INTERVAL = 0.1
-QUEUE_STATUS_INTERVAL = 1.0
 MAX_GUEST_REQUEST_BYTES = 1024
 MONITOR_PATH = "/monitor"
 RATINGS_FILE = "ratings.sqlite3"
@@ -151,7 +149,7 @@ class ArenaServer:
     port: int = attrs.field(default=0, init=False)
     draining: bool = attrs.field(default=False, init=False)
     _directory: InMemoryMatchDirectory | None = attrs.field(default=None, init=False)
-    _matchmaker: Matchmaker | None = attrs.field(default=None, init=False)
+    _matchmaking: Matchmaking | None = attrs.field(default=None, init=False)
     _started_at: float = attrs.field(factory=time.monotonic, init=False)
     _shutdown_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -218,9 +216,9 @@ class ArenaServer:
         return self._directory
 
     @property
-    def matchmaker(self) -> Matchmaker:
-        assert self._matchmaker is not None, "the server is not running"
-        return self._matchmaker
+    def matchmaking(self) -> Matchmaking:
+        assert self._matchmaking is not None, "the server is not running"
+        return self._matchmaking
 
     async def run(self, *, task_status: trio.TaskStatus[ArenaServer] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until `shutdown()` is called, then drain.
@@ -259,9 +257,7 @@ class ArenaServer:
                 replay_max_age_seconds=self.config.replay_max_age_days * 86400,
                 max_tick_load=self.config.max_tick_load,
             )
-            self._matchmaker = Matchmaker(
-                directory=self._directory, modes=self.config.modes, reservation_seconds=self.config.reservation_seconds
-            )
+            self._matchmaking = self._start_matchmaking(self._directory)
             accepting = trio.CancelScope()
 
             async def accept() -> None:
@@ -280,7 +276,7 @@ class ArenaServer:
             if self.fleet is not None:
                 await nursery.start(self.fleet.run)
             nursery.start_soon(accept)
-            nursery.start_soon(self._matchmaking_loop)
+            nursery.start_soon(self.matchmaking.run)
             nursery.start_soon(self._record_history)
             logger.info(
                 "Arena listening on %s://%s:%d (at most %s connections, %s per address)",
@@ -334,7 +330,8 @@ class ArenaServer:
             },
             "matches": len(directory.matches) if directory else 0,
             "players": directory.player_count if directory else 0,
-            "queued": len(list(self._matchmaker.queued())) if self._matchmaker else 0,
+            "queued": len(self._matchmaking.queued()) if self._matchmaking else 0,
+            "matchmaking": self._matchmaking.health() if self._matchmaking else {"status": "starting"},
             "load": {
                 "ticks": round(directory.tick_load, 4) if directory else 0.0,
                 "max_ticks": self.config.max_tick_load,
@@ -355,7 +352,8 @@ class ArenaServer:
             "matches": directory.listing() if directory else [],
             "players": directory.player_count if directory else 0,
             "load": round(directory.tick_load, 4) if directory else 0.0,
-            "admitting_matches": directory.has_room_for_a_match() if directory else True,
+            "admitting_matches": (directory.has_room_for_a_match() if directory else True) and not self.draining,
+            "max_load": self.config.max_tick_load,
             "draining": self.draining,
         }
 
@@ -395,7 +393,7 @@ class ArenaServer:
     def sessions_by_state(self) -> dict[str, int]:
         """Open sessions by what they are doing: awaiting_hello, lobby, queued, playing, spectating, closing."""
         states = dict.fromkeys(("awaiting_hello", "lobby", "queued", "playing", "spectating", "closing"), 0)
-        matchmaker = self._matchmaker
+        queued = {ticket.subject for ticket in self._matchmaking.queued()} if self._matchmaking else set()
         for session in self.sessions:
             if session.closing:
                 state = "closing"
@@ -403,7 +401,7 @@ class ArenaServer:
                 state = "awaiting_hello"
             elif session.match is not None:
                 state = "playing" if session.player_id is not None else "spectating"
-            elif matchmaker is not None and matchmaker.ticket(session.identity.subject) is not None:
+            elif session.identity.subject in queued:
                 state = "queued"
             else:
                 state = "lobby"
@@ -412,8 +410,8 @@ class ArenaServer:
 
     def queue_lengths(self) -> dict[str, int]:
         lengths = dict.fromkeys((mode.name for mode in self.config.modes), 0)
-        if self._matchmaker is not None:
-            for ticket in self._matchmaker.queued():
+        if self._matchmaking is not None:
+            for ticket in self._matchmaking.queued():
                 lengths[ticket.mode] = lengths.get(ticket.mode, 0) + 1
         return lengths
 
@@ -884,8 +882,8 @@ class ArenaServer:
         directory = self._directory
         now = trio.current_time()
         queued = []
-        if self._matchmaker is not None:
-            for ticket in self._matchmaker.queued():
+        if self._matchmaking is not None:
+            for ticket in self._matchmaking.queued():
                 session = self.sessions_by_subject.get(ticket.subject)
                 queued.append(
                     {
@@ -1001,8 +999,8 @@ class ArenaServer:
         subject = session.identity.subject if session.identity else None
         if subject is not None and self.sessions_by_subject.get(subject) is session:
             del self.sessions_by_subject[subject]
-            if self._matchmaker is not None:
-                self.matchmaker.cancel(subject)
+            if self._matchmaking is not None:
+                self.matchmaking.cancel(subject)
         if session.match is not None:
             session.match.detach(session)
         self.sessions.discard(session)
@@ -1037,13 +1035,13 @@ class ArenaServer:
                 session.send_control(encode(Refused(request="queue", reason="leave your match first")))
                 return
             try:
-                self.matchmaker.enqueue(subject, message.mode, now=trio.current_time(), rating=session.rating)
+                self.matchmaking.enqueue(subject, message.mode, rating=session.rating)
             except MatchmakingError as error:
                 session.send_control(encode(Refused(request="queue", reason=str(error))))
                 return
             self._send_queue_status(session)
         elif isinstance(message, Cancel):
-            if self.matchmaker.cancel(subject) is not None:
+            if self.matchmaking.cancel(subject):
                 session.send_control(encode(Cancelled(reason="cancelled")))
         elif isinstance(message, Join):
             self._join(session, subject, message.reservation)
@@ -1112,7 +1110,7 @@ class ArenaServer:
 
     def _join(self, session: Session, subject: str, reservation_id: str) -> None:
         try:
-            reservation = self.matchmaker.redeem(reservation_id, subject, now=trio.current_time())
+            reservation = self.matchmaking.redeem(reservation_id, subject)
             match = self.directory.get(reservation.match_id)
             match.reservation_settled()
             self._leave_current_match(session, reason="joined_another")
@@ -1149,50 +1147,39 @@ class ArenaServer:
 
     def _send_queue_status(self, session: Session) -> None:
         assert session.identity is not None
-        now = trio.current_time()
-        status = self.matchmaker.status(session.identity.subject, now=now)
-        ticket = self.matchmaker.ticket(session.identity.subject)
-        if status is None or ticket is None:
-            return
-        queued = Queued(
-            mode=ticket.mode,
-            position=status.position,
-            waiting=status.waiting,
-            estimated_wait=status.estimated_wait_seconds,
-        )
-        session.send_control(encode(queued))
+        status = self.matchmaking.queue_status(session.identity.subject)
+        if status is not None:
+            session.send_control(encode(status))
 
-    async def _matchmaking_loop(self) -> None:
-        """Form matches from the queues, hand out reservations, expire unused ones, report queue positions."""
-        next_status_at = trio.current_time()
-        while True:
-            await trio.sleep(MATCHMAKING_INTERVAL)
-            now = trio.current_time()
-            for formed in self.matchmaker.form_matches(now=now):
-                self.metrics.matches_formed.labels(mode=formed.mode).inc()
-                self.metrics.bots_added.inc(formed.bots)
-                for reservation in formed.reservations:
-                    self.metrics.queue_wait.labels(mode=reservation.mode).observe(reservation.queued_seconds)
-                    session = self.sessions_by_subject.get(reservation.subject)
-                    if session is not None:
-                        reserved = Reserved(
-                            match=reservation.match_id,
-                            mode=reservation.mode,
-                            reservation=reservation.id,
-                            expires_in=round(reservation.expires_at - now, 1),
-                        )
-                        session.send_control(encode(reserved))
-            for expired in self.matchmaker.expire_reservations(now=now):
-                self.metrics.reservations_expired.inc()
-                match = self.directory.matches.get(expired.match_id)
-                if match is not None:
-                    match.reservation_settled()
-            if now >= next_status_at:
-                next_status_at = now + QUEUE_STATUS_INTERVAL
-                for ticket in self.matchmaker.queued():
-                    session = self.sessions_by_subject.get(ticket.subject)
-                    if session is not None:
-                        self._send_queue_status(session)
+    def _send_to_player(self, subject: str, message: Any) -> bool:
+        """Send a server message to the player's session here; False if it has none here."""
+        session = self.sessions_by_subject.get(subject)
+        if session is None:
+            return False
+        session.send_control(encode(message))
+        return True
+
+    def _start_matchmaking(self, directory: InMemoryMatchDirectory) -> Matchmaking:
+        """Matchmaking in this process, or across the fleet when there is one."""
+        config = self.config
+        if self.fleet is None:
+            matchmaker = Matchmaker(
+                directory=directory, modes=config.modes, reservation_seconds=config.reservation_seconds
+            )
+            return LocalMatchmaking(
+                matchmaker=matchmaker, directory=directory, metrics=self.metrics, send=self._send_to_player
+            )
+        assert config.redis_url is not None
+        return FleetMatchmaking(
+            redis_url=config.redis_url,
+            presence=self.fleet,
+            directory=directory,
+            metrics=self.metrics,
+            send=self._send_to_player,
+            modes=modes_by_name(config.modes),
+            reservation_seconds=config.reservation_seconds,
+            admitting=lambda: not self.draining,
+        )
 
 
 _TRAFFIC = (

@@ -19,6 +19,7 @@ from server.config import ServerConfig
 from server.fleet import FleetUnavailableError
 from server.matchmaker import DEFAULT_MODES, Mode
 from server.ratings import RatingStoreError
+from server.workers import run_workers, worker_count
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,8 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument(
         "--public-url",
         metavar="URL",
-        help="the WebSocket URL clients reach this server at, as the fleet lists it "
-        "(default: ws://HOST:PORT/ws on the address it listens on)",
+        help="the WebSocket URL clients reach this server at, as the fleet lists it and sends players to; with "
+        "--workers, {worker} and {port} in it are each worker's (default: ws://HOST:PORT/ws on the address it "
+        "listens on)",
+    )
+    fleet.add_argument(
+        "--workers",
+        metavar="N",
+        help="run N server processes as one fleet, worker k on --port + k ('auto': one per CPU core); with no "
+        "--redis they share a redis-server of their own on a private unix socket (default: one process)",
     )
     replays = serve.add_argument_group("replays (docs/protocol.md)")
     replays.add_argument(
@@ -313,6 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         if len(admin_token) < 16:
             print(f"arena: the token in {args.admin_token_file} is shorter than 16 characters", file=sys.stderr)
             return 2
+    workers = None
+    if args.workers is not None:
+        try:
+            workers = worker_count(args.workers)
+        except ValueError as error:
+            print(f"arena: {error}", file=sys.stderr)
+            return 2
     configure_logging(args.log_level, args.log_format)
     config = ServerConfig(
         host=args.host,
@@ -353,6 +368,17 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RatingStoreError) as error:
         print(f"arena: {error}", file=sys.stderr)
         return 2
+    if workers is not None:
+        if server.ratings is not None:
+            server.ratings.close()  # each worker opens the store itself
+        return run_workers(
+            _without_options(argv[1:], ("--workers", "--port", "--redis", "--public-url")),
+            count=workers,
+            host=args.host,
+            port=args.port,
+            redis_url=args.redis,
+            public_url=args.public_url,
+        )
     listen_error: ListenError | None = None
     fleet_error: FleetUnavailableError | None = None
     try:
@@ -370,6 +396,20 @@ def main(argv: list[str] | None = None) -> int:
         print("arena: pick another port with --port, or stop what is using it", file=sys.stderr)
         return 1
     return 0
+
+
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """`argv` without the options `names` and their values (as `--name value` or `--name=value`)."""
+    kept: list[str] = []
+    skip_value = False
+    for argument in argv:
+        if skip_value:
+            skip_value = False
+        elif argument in names:
+            skip_value = True
+        elif not argument.startswith(tuple(f"{name}=" for name in names)):
+            kept.append(argument)
+    return kept
 
 
 def _modes(args: argparse.Namespace) -> tuple[Mode, ...]:

@@ -69,8 +69,11 @@ class InMemoryMatchDirectory:
     """Seats of matches that have closed, by resume token, for `resume_window` after the close."""
     _matches_created: int = attrs.field(default=0, init=False)
 
-    def create_match(self, mode: Mode, *, players: int, bots: int, bot_level: int = MAX_BOT_LEVEL) -> str:
-        match_id = secrets.token_urlsafe(6)
+    def create_match(
+        self, mode: Mode, *, players: int, bots: int, bot_level: int = MAX_BOT_LEVEL, match_id: str | None = None
+    ) -> str:
+        """Start a match for `players` reserved seats plus `bots` (`match_id`: the id the fleet gave it)."""
+        match_id = match_id or secrets.token_urlsafe(6)
         rules = attrs.evolve(self.rules, max_players=mode.max_players)
         seed = secrets.randbits(64) if self.seed is None else self.seed
         recorder = None

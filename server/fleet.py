@@ -136,7 +136,13 @@ class FleetPresence:
                         await self._leave(client, key)
 
     async def _heartbeat(self, client: coredis.Redis[str], key: str) -> None:
-        entry = {"id": self.server_id, "url": self.public_url, "started": self.started, **self.entry()}
+        entry = {
+            "id": self.server_id,
+            "url": self.public_url,
+            "started": self.started,
+            "at": time.time(),
+            **self.entry(),
+        }
         servers: list[dict[str, Any]] | None = None
         failure = "timed out"
         with trio.move_on_after(REDIS_TIMEOUT_SECONDS):

@@ -203,6 +203,9 @@ class Match:
             "bots": self.bot_count,
             "spectators": len(self.spectators),
             "max_players": self.mode.max_players,
+            "open_seats": max(0, self.mode.max_players - len(self.seats) - self.pending_reservations)
+            if self.has_room()
+            else 0,
             "state": phase,
             "time_left": round(time_left, 1),
         }

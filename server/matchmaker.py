@@ -255,6 +255,11 @@ class Matchmaker:
         self._reservations[reservation.id] = reservation
         return reservation
 
+    def hold(self, reservation: Reservation) -> None:
+        """Keep a reservation made elsewhere (by the fleet's matchmaker, for a match of this server) until it is
+        redeemed or expires."""
+        self._reservations[reservation.id] = reservation
+
     def redeem(self, reservation_id: str, subject: str, *, now: float) -> Reservation:
         """Use a reservation to take its seat; each reservation works once, for its own player, before it expires.
 

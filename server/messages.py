@@ -1,4 +1,4 @@
-"""The messages of Arena's wire protocol, version 2 (docs/protocol.md), as frozen values.
+"""The messages of Arena's wire protocol, version 3 (docs/protocol.md), as frozen values.
 
 Messages from clients are untrusted: their classes validate every field on construction, and a value that
 fails raises `ValueError` or `TypeError`, which the codec turns into a close with code 1007. Messages from the
@@ -15,7 +15,7 @@ import attrs
 
 from game import Delta, Snapshot
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_NAME_LENGTH = 24
 MAX_SEQUENCE = 2**32 - 1
 MAX_AIM = math.pi
@@ -223,13 +223,16 @@ class Cancelled:
 
 @attrs.frozen
 class Reserved:
-    """A seat waits in `match` until `expires_in` seconds have passed: send `join` with `reservation`."""
+    """A seat waits in `match` until `expires_in` seconds have passed: send `join` with `reservation`, on this
+    connection if `url` is None, else on a connection to `url` (the WebSocket URL of the server that hosts the
+    match)."""
 
     tag: ClassVar[str] = "reserved"
     match: str
     mode: str
     reservation: str
     expires_in: float
+    url: str | None = None
 
 
 @attrs.frozen

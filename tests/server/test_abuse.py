@@ -20,7 +20,7 @@ from bots.client import ArenaClient, connect, guest_token
 from game import Delta, Snapshot
 from server.app import ArenaServer
 from server.auth import AuthConfig
-from server.messages import ListMatches, Matches
+from server.messages import PROTOCOL_VERSION, ListMatches, Matches
 from tests.conftest import make_token, ws_url
 from tests.server.rawws import (
     OP_BINARY,
@@ -44,7 +44,9 @@ ATTACKER_ADDRESS = "127.0.0.3"
 def hello(index: int = 0) -> bytes:
     """A hello frame of attacker number `index` (each its own player)."""
     token = make_token(f"attacker{index}")
-    return frame(OP_BINARY, msgpack.packb({"t": "hello", "protocol": 2, "name": "attacker", "token": token}))
+    return frame(
+        OP_BINARY, msgpack.packb({"t": "hello", "protocol": PROTOCOL_VERSION, "name": "attacker", "token": token})
+    )
 
 
 async def _count_updates(client: ArenaClient, counts: list[int]) -> None:

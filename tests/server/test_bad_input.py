@@ -19,6 +19,7 @@ from trio_websocket import CloseReason, ConnectionClosed
 from bots.client import ArenaClient, connect
 from game import Delta
 from server.app import ArenaServer
+from server.messages import PROTOCOL_VERSION
 from tests.conftest import make_token, ws_url
 from tests.server.rawws import http_get
 
@@ -37,7 +38,7 @@ RAW_TOKEN = make_token("raw-client")
 
 
 def hello_message(**fields: Any) -> dict[str, Any]:
-    message = {"t": "hello", "protocol": 2, "name": "bad", "token": RAW_TOKEN, **fields}
+    message = {"t": "hello", "protocol": PROTOCOL_VERSION, "name": "bad", "token": RAW_TOKEN, **fields}
     return {key: value for key, value in message.items() if value is not ...}
 
 
@@ -67,7 +68,9 @@ def _nested_arrays(depth: int) -> bytes:
 
 
 _JOIN = packed({"t": "join", "reservation": "not-a-real-one"})
-_TOO_BIG = packed({"t": "hello", "protocol": 2, "name": "x" * 4070})  # 4,096 + 1 bytes: see the assertion below
+_TOO_BIG = packed(
+    {"t": "hello", "protocol": PROTOCOL_VERSION, "name": "x" * 4070}
+)  # 4,096 + 1 bytes: see the assertion below
 assert len(_TOO_BIG) == 4097, len(_TOO_BIG)
 
 
@@ -131,7 +134,9 @@ BAD_INPUTS = [
     bad("name with a control character", packed(hello_message(name="a\x00b")), 1007, "name", hello_first=False),
     bad("protocol above 2**16", packed(hello_message(protocol=2**16 + 1)), 1007, "protocol", hello_first=False),
     # bounds of the decoder
-    bad("string of 2049 bytes", packed({"t": "hello", "protocol": 2, "token": "a" * 2049}), 1007, "2049"),
+    bad(
+        "string of 2049 bytes", packed({"t": "hello", "protocol": PROTOCOL_VERSION, "token": "a" * 2049}), 1007, "2049"
+    ),
     bad("array of 17 entries", packed(input_message(aim=list(range(17)))), 1007, "17"),
     bad("map of 17 entries", packed({"t": "join", **{str(i): i for i in range(16)}}), 1007, "17"),
     # ext types and binary values

@@ -8,6 +8,7 @@ import gc
 import msgpack
 import trio
 
+from server.messages import PROTOCOL_VERSION
 from server.session import Session
 from tests.conftest import make_token
 from tests.server.rawws import OP_BINARY, close_frame, frame, open_raw_websocket
@@ -24,7 +25,7 @@ async def test_ten_thousand_sessions_leave_nothing_behind(server_factory):
         nonlocal opened
         for index in range(first, first + count):
             token = make_token(f"churner{index}")
-            hello = msgpack.packb({"t": "hello", "protocol": 2, "name": "churner", "token": token})
+            hello = msgpack.packb({"t": "hello", "protocol": PROTOCOL_VERSION, "name": "churner", "token": token})
             ws, _ = await open_raw_websocket(server.port)
             await ws.send(frame(OP_BINARY, hello))
             await ws.receive_data_frame()  # welcome

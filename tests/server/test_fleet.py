@@ -27,40 +27,43 @@ async def _matches(port: int) -> dict:
 
 
 async def test_every_server_lists_the_fleet_and_a_killed_one_drops_out(redis_server, tmp_path):
-    first = start_server_process(*FAST, "--redis", redis_server.url, "--data-dir", str(tmp_path / "a"))
-    second = start_server_process(*FAST, "--redis", redis_server.url, "--data-dir", str(tmp_path / "b"))
+    servers = [
+        start_server_process(*FAST, "--redis", redis_server.url, "--data-dir", str(tmp_path / name))
+        for name in ("a", "b")
+    ]
     try:
-        async with connect(f"ws://127.0.0.1:{second.port}/ws", name="on-second") as player:
-            await player.join()
-            second_url = f"ws://127.0.0.1:{second.port}/ws"
+        async with connect(f"ws://127.0.0.1:{servers[1].port}/ws", name="on-second") as player:
+            await player.join()  # on whichever server the fleet placed the match
+            host_url = player.url
+            host, other = sorted(servers, key=lambda server: f"ws://127.0.0.1:{server.port}/ws" != host_url)
             with trio.fail_after(5):
                 while True:
-                    listed = await _matches(first.port)
+                    listed = await _matches(other.port)
                     remote = [match for match in listed["matches"] if not match["local"]]
                     if remote:
                         break
                     await trio.sleep(0.2)
             assert listed["fleet"] is True
-            assert remote[0]["url"] == second_url and remote[0]["players"] == 1
-            own = await _matches(second.port)
+            assert remote[0]["url"] == host_url and remote[0]["players"] == 1
+            own = await _matches(host.port)
             assert [match["local"] for match in own["matches"]] == [True]
-            async with connect(f"ws://127.0.0.1:{first.port}/ws", name="asker") as asker:  # the same over WebSocket
+            async with connect(f"ws://127.0.0.1:{other.port}/ws", name="asker") as asker:  # the same over WebSocket
                 await asker.send(ListMatches())
                 listing = await asker.receive_until(lambda m: m if isinstance(m, Matches) else None)
-            assert [match["url"] for match in listing.matches if not match["local"]] == [second_url]
-            _, body = await http_request(f"http://127.0.0.1:{first.port}", "GET", "/healthz")
+            assert [match["url"] for match in listing.matches if not match["local"]] == [host_url]
+            _, body = await http_request(f"http://127.0.0.1:{other.port}", "GET", "/healthz")
             assert json.loads(body)["fleet"]["servers"] == 2
 
-            second.process.send_signal(signal.SIGKILL)
-            second.process.wait()
+            host.process.send_signal(signal.SIGKILL)
+            host.process.wait()
             killed_at = time.monotonic()
             with trio.fail_after(PRESENCE_TTL_SECONDS + 3 * HEARTBEAT_SECONDS):
-                while any(not match["local"] for match in (await _matches(first.port))["matches"]):
+                while any(not match["local"] for match in (await _matches(other.port))["matches"]):
                     await trio.sleep(0.2)
             gone_after = time.monotonic() - killed_at
             assert gone_after <= PRESENCE_TTL_SECONDS + 2 * HEARTBEAT_SECONDS, gone_after
     finally:
-        for server in (first, second):
+        for server in servers:
             server.process.kill()
             server.process.wait()
             if server.process.stdout:

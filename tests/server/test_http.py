@@ -11,6 +11,7 @@ import trio
 
 from bots.client import connect
 from server.app import ArenaServer
+from server.messages import PROTOCOL_VERSION
 from tests.conftest import ws_url
 from tests.server.rawws import http_exchange, http_get, receive_until_closed
 
@@ -39,7 +40,7 @@ async def test_healthz_on_an_idle_server_reports_ok_and_no_matches(server: Arena
     assert response.headers["content-type"].startswith("application/json")
     report = response.json()
     assert report["status"] == "ok"
-    assert report["protocol"] == 2
+    assert report["protocol"] == PROTOCOL_VERSION
     assert report["tick_rate"] == server.config.tick_rate
     assert report["matches"] == 0
     assert report["players"] == 0

@@ -15,10 +15,13 @@ import pytest
 import trio
 
 from bots.client import connect
+from tests.browser.conftest import start_server_process
 from tests.server.rawws import open_raw_websocket, parse_response_head, read_response_head, upgrade_request
+from tests.server.test_workers import free_consecutive_ports, wait_for_workers
 
 NGINX = Path("/usr/sbin/nginx")
 LOCATIONS = Path(__file__).resolve().parents[2] / "docs" / "nginx" / "arena-locations.conf"
+WORKER_LOCATIONS = LOCATIONS.with_name("arena-worker-locations.conf")
 PLAYER, NEIGHBOUR, STRANGER = "127.0.0.5", "127.0.0.6", "127.0.0.7"
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -31,13 +34,19 @@ def free_port() -> int:
 
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[Callable[[int], int]]:
-    """`nginx(arena_port)` starts nginx in front of Arena on a free port and returns that port."""
+    """`nginx(arena_port)` starts nginx in front of Arena on a free port and returns that port; `nginx([port,
+    port + 1])` in front of workers, each also on its own path (docs/nginx/arena-worker-locations.conf)."""
     if not NGINX.exists():
         pytest.fail(f"{NGINX} is missing: run `bash scripts/setup.sh --test-packages` (installs Debian's nginx)")
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(arena_port: int) -> int:
+    def start(arena_ports: int | list[int]) -> int:
         port = free_port()
+        workers = arena_ports if isinstance(arena_ports, list) else [arena_ports]
+        upstreams = " ".join(f"server 127.0.0.1:{worker};" for worker in workers)
+        worker_map = " ".join(f"{index} {worker};" for index, worker in enumerate(workers))
+        worker_locations = f"include {WORKER_LOCATIONS};" if isinstance(arena_ports, list) else ""
+        worker_map = f'map $arena_worker $arena_worker_port {{ {worker_map} default ""; }}' if worker_locations else ""
         user = "user root;" if os.geteuid() == 0 else ""
         config = tmp_path / "nginx.conf"
         config.write_text(
@@ -55,10 +64,12 @@ http {{
     uwsgi_temp_path {tmp_path}/uwsgi;
     scgi_temp_path {tmp_path}/scgi;
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    upstream arena {{ server 127.0.0.1:{arena_port}; }}
+    {worker_map}
+    upstream arena {{ {upstreams} }}
     server {{
         listen 127.0.0.1:{port};
         include {LOCATIONS};
+        {worker_locations}
     }}
 }}
 """
@@ -88,12 +99,12 @@ http {{
             process.stderr.close()
 
 
-async def refused_upgrade(port: int, extra: str) -> tuple[int, bytes]:
+async def refused_upgrade(port: int, extra: str, *, path: str = "/ws") -> tuple[int, bytes]:
     """An upgrade from PLAYER through nginx that is answered with an HTTP error: its status and body (nginx
     keeps its side of the connection open, so the body is read by its length)."""
     stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=PLAYER)
     async with stream:
-        await stream.send_all(upgrade_request(port, key=KEY, extra=extra))
+        await stream.send_all(upgrade_request(port, key=KEY, extra=extra, path=path))
         head, body = await read_response_head(stream)
         status, _, headers = parse_response_head(head)
         with trio.fail_after(3):
@@ -138,3 +149,34 @@ async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(server_facto
     assert addresses == {PLAYER: 1, STRANGER: 1}
     await ws.aclose()
     await spoofer.aclose()
+
+
+async def test_workers_behind_one_nginx_port_each_on_its_own_path(nginx, tmp_path):
+    first = free_consecutive_ports(2)
+    port = nginx([first, first + 1])
+    group = start_server_process(
+        "--workers", "2", "--port", str(first), "--queue-wait", "0.3", "--no-bots", "--no-replays",
+        "--data-dir", str(tmp_path), "--trusted-proxy", "127.0.0.1",
+        "--public-url", f"ws://127.0.0.1:{port}/w{{worker}}/ws",
+    )  # fmt: skip
+    try:
+        await wait_for_workers(first, 2)
+        # one player connected to each worker through nginx: one of them is sent to the other's path to play
+        paths = [f"ws://127.0.0.1:{port}/w0/ws", f"ws://127.0.0.1:{port}/w1/ws"]
+        async with connect(paths[0], name="one", source_address=PLAYER) as one, connect(paths[1], name="two") as two:
+            async with trio.open_nursery() as both:
+                both.start_soon(one.join, "duel")
+                both.start_soon(two.join, "duel")
+            assert one.match == two.match
+            assert one.url == two.url and one.url in paths
+            await one.send_input(mx=1)
+            with trio.fail_after(5):
+                while one.view is None or one.view.entities["players"][one.player]["ack"] < 1:
+                    await one.receive()
+        status, _ = await refused_upgrade(port, "", path="/w7/ws")  # no such worker
+        assert status == 404
+    finally:
+        group.process.terminate()
+        group.process.wait(timeout=30)
+        if group.process.stdout:
+            group.process.stdout.close()

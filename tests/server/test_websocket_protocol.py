@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from server.app import ArenaServer
+from server.messages import PROTOCOL_VERSION
 from tests.conftest import make_token
 from tests.server.rawws import (
     OP_BINARY,
@@ -32,7 +33,7 @@ from tests.server.rawws import (
     upgrade_request,
 )
 
-HELLO = msgpack.packb({"t": "hello", "protocol": 2, "name": "raw", "token": make_token("raw-client")})
+HELLO = msgpack.packb({"t": "hello", "protocol": PROTOCOL_VERSION, "name": "raw", "token": make_token("raw-client")})
 QUEUE = msgpack.packb({"t": "queue", "mode": "ffa"})
 
 
@@ -44,7 +45,7 @@ async def open_and_read_welcome(server: ArenaServer, *, extra: str = "") -> RawW
     assert first.fin and first.rsv == 0 and not first.masked, first
     welcome = msgpack.unpackb(first.payload)
     assert welcome["t"] == "welcome"
-    assert welcome["protocol"] == 2
+    assert welcome["protocol"] == PROTOCOL_VERSION
     return ws
 
 

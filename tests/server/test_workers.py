@@ -1,0 +1,120 @@
+"""`arena serve --workers 2`, end to end as an operator runs it: two server processes on consecutive ports and a
+redis-server of their own, one fleet (players connected to either meet), and SIGTERM stops all of them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+
+import trio
+
+from bots.client import connect, http_request
+from tests.browser.conftest import start_server_process
+
+
+def free_consecutive_ports(count: int) -> int:
+    """A port P such that P to P + count - 1 are all free now."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+async def health(port: int) -> dict:
+    _, body = await http_request(f"http://127.0.0.1:{port}", "GET", "/healthz")
+    return json.loads(body)
+
+
+async def wait_for_workers(port: int, count: int) -> None:
+    """Until each worker answers and sees the whole fleet."""
+    with trio.fail_after(15):
+        for worker_port in range(port, port + count):
+            while True:
+                try:
+                    if (await health(worker_port)).get("fleet", {}).get("servers") == count:
+                        break
+                except OSError:
+                    pass  # not listening yet
+                await trio.sleep(0.1)
+
+
+def children_of(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(line) for line in found.stdout.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_two_workers_are_one_fleet_and_sigterm_stops_them_and_their_redis(tmp_path):
+    port = free_consecutive_ports(2)
+    group = start_server_process(
+        "--workers", "2", "--port", str(port), "--queue-wait", "0.3", "--no-bots", "--no-replays",
+        "--data-dir", str(tmp_path),
+    )  # fmt: skip
+    try:
+        await wait_for_workers(port, 2)
+        children = children_of(group.process.pid)
+        assert len(children) == 3, children  # two workers and redis-server
+        async with (
+            connect(f"ws://127.0.0.1:{port}/ws", name="alice") as alice,
+            connect(f"ws://127.0.0.1:{port + 1}/ws", name="bob") as bob,
+        ):
+            async with trio.open_nursery() as both:
+                both.start_soon(alice.join, "duel")
+                both.start_soon(bob.join, "duel")
+            assert alice.match == bob.match and alice.url == bob.url
+            for worker_port in (port, port + 1):
+                with trio.fail_after(5):
+                    while True:
+                        _, body = await http_request(f"http://127.0.0.1:{worker_port}", "GET", "/matches")
+                        listed = json.loads(body)["matches"]
+                        if [match["id"] for match in listed] == [alice.match]:
+                            break
+                        await trio.sleep(0.2)
+                assert listed[0]["url"] == alice.url and listed[0]["players"] == 2
+        group.process.send_signal(signal.SIGTERM)
+        assert group.process.wait(timeout=20) == 0
+        assert not any(alive(child) for child in children), "a worker or redis-server outlived the group"
+    finally:
+        if group.process.poll() is None:
+            group.process.kill()
+            group.process.wait()
+        if group.process.stdout:
+            group.process.stdout.close()
+
+
+def test_workers_without_a_fixed_port_or_with_a_bad_count_are_refused_with_what_to_give():
+    for options, says in (
+        (["--workers", "2", "--port", "0"], "fixed --port"),
+        (["--workers", "none"], "a number or 'auto'"),
+        (["--workers", "0"], "from 1 to 256"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "server", *options], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert done.returncode == 2, (options, done.stderr)
+        assert says in done.stderr, (options, done.stderr)
