@@ -34,6 +34,7 @@ from server.messages import (
     Join,
     Joined,
     Left,
+    Moved,
     Queue,
     Refused,
     Reserved,
@@ -79,6 +80,8 @@ class ArenaClient:
     view: Snapshot | None = None
     """The match as this client sees it: the last snapshot with every delta since applied."""
     left: Left | None = None
+    moved: Moved | None = None
+    """The match went on at another server (`moved`): `follow_move` resumes there."""
     refused: list[Refused] = attrs.field(factory=list)
     bytes_received: int = 0
     snapshots_received: int = 0
@@ -109,6 +112,8 @@ class ArenaClient:
             self.match, self.player, self.view, self.left = message.match, None, None, None
         elif isinstance(message, Left):
             self.match, self.player, self.view, self.left = None, None, None, message
+        elif isinstance(message, Moved):
+            self.moved = message
         elif isinstance(message, Refused):
             self.refused.append(message)
         elif isinstance(message, Snapshot):
@@ -202,16 +207,36 @@ class ArenaClient:
 
     async def resume(self, token: str, *, timeout: float = 5.0) -> Joined | Left:
         """Take back a held seat with a resume token, and wait for the full snapshot. If the match ended while
-        the player was away, the server sends its final state and `left`: that `Left` is returned.
+        the player was away, the server sends its final state and `left`: that `Left` is returned. If the seat is
+        on another server of the fleet (`moved`), the client goes there and resumes.
 
         Raises:
             RefusedError: if the server refuses the resume.
         """
         await self.send(Resume(token=token))
-        outcome: Joined | Left = await self.receive_until(_resume_outcome, timeout=timeout)
+        outcome: Joined | Left | Moved = await self.receive_until(_resume_outcome, timeout=timeout)
+        if isinstance(outcome, Moved):  # the seat is on another server of the fleet: resume there
+            self.moved = None
+            await self.move_to(outcome.url)
+            await self.send(Resume(token=token))
+            outcome = await self.receive_until(_resume_outcome, timeout=timeout)
+            if isinstance(outcome, Moved):
+                raise RefusedError(f"sent on again, to {outcome.url}: the fleet does not agree where the seat is")
         if isinstance(outcome, Joined):
             await self.receive_until(_first_snapshot, timeout=timeout)
         return outcome
+
+    async def follow_move(self, *, timeout: float = 5.0) -> Joined | Left:
+        """After `moved`: connect to the server that adopted the match and take the seat back there.
+
+        Raises:
+            RefusedError: if the new server refuses the resume.
+        """
+        moved = self.moved
+        assert moved is not None and self.resume_token is not None, "no `moved` received, or no seat held"
+        await self.move_to(moved.url)
+        self.moved = None
+        return await self.resume(self.resume_token, timeout=timeout)
 
     async def send_input(
         self, *, mx: int = 0, my: int = 0, aim: float = 0.0, fire: bool = False, view: int | None = None
@@ -265,10 +290,10 @@ def _reply_or_refusal(request: str, reply_type: type[R]) -> Callable[[ServerMess
     return accept
 
 
-def _resume_outcome(message: ServerMessage) -> Joined | Left | None:
+def _resume_outcome(message: ServerMessage) -> Joined | Left | Moved | None:
     if isinstance(message, Refused) and message.request == "resume":
         raise RefusedError(message.reason)
-    return message if isinstance(message, Joined | Left) else None
+    return message if isinstance(message, Joined | Left | Moved) else None
 
 
 def http_url(ws_url: str) -> str:

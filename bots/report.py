@@ -14,6 +14,7 @@ from typing import Any
 LIST_KEYS = (
     "queue_seconds",
     "resume_seconds",
+    "move_seconds",
     "rtt_ms",
     "input_ack_ms",
     "bot_rates",
@@ -27,11 +28,12 @@ COUNT_KEYS = (
     "resumes_not_attempted",
     "resumes",
     "resumes_after_the_end",
+    "moves",
     "inputs_sent",
     "updates",
     "bytes_received",
 )
-COUNTER_KEYS = ("refusals", "resumes_refused", "errors", "close_codes", "chaos")
+COUNTER_KEYS = ("refusals", "resumes_refused", "moves_refused", "errors", "close_codes", "chaos")
 TIMELINE_SUMS = (
     "connected",
     "queued",
@@ -117,6 +119,11 @@ def build_report(raw: dict[str, Any], *, config: dict[str, Any], seconds: float)
             "success_rate": _ratio(raw["resumes"], raw["resume_attempts"]),
             "seconds_to_resume": quantiles(raw["resume_seconds"], 0.5, 0.99),
             "refusals": raw["resumes_refused"],
+        },
+        "moves": {  # matches that moved to another server of the fleet while bots played (a server drained)
+            "followed": raw.get("moves", 0),
+            "seconds_to_resume": quantiles(raw.get("move_seconds", []), 0.5, 0.99),
+            "refusals": raw.get("moves_refused", {}),
         },
         "latency": {
             "rtt_ms": quantiles(raw["rtt_ms"], 0.5, 0.99),

@@ -24,7 +24,7 @@ from bots.chaos import BURST_INPUTS, DROP_DELAY_SECONDS, SILENT_SECONDS, STORM_S
 from bots.client import ArenaClient, RefusedError, connect, guest_token, is_loopback_url, loopback_address
 from game import Delta, Snapshot
 from server.codec import ProtocolError
-from server.messages import Leave, Left
+from server.messages import Joined, Leave, Left, Moved
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,11 @@ class SwarmStats:
     """Of the resumes, those into a match that had ended meanwhile (answered with its final state and left)."""
     resume_seconds: list[float] = attrs.field(factory=list)
     resumes_refused: Counter[str] = attrs.field(factory=Counter)
+    moves: int = 0
+    """Matches that moved to another server of the fleet (`moved`) while the bot played."""
+    move_seconds: list[float] = attrs.field(factory=list)
+    """From `moved` to back in the match on the new server."""
+    moves_refused: Counter[str] = attrs.field(factory=Counter)
     # latency and throughput
     rtt_ms: list[float] = attrs.field(factory=list)
     input_ack_ms: list[float] = attrs.field(factory=list)
@@ -122,6 +127,9 @@ class SwarmStats:
             "resumes_after_the_end": self.resumes_after_the_end,
             "resume_seconds": self.resume_seconds,
             "resumes_refused": dict(self.resumes_refused),
+            "moves": self.moves,
+            "move_seconds": self.move_seconds,
+            "moves_refused": dict(self.moves_refused),
             "rtt_ms": self.rtt_ms,
             "input_ack_ms": self.input_ack_ms,
             "inputs_sent": self.inputs_sent,
@@ -257,13 +265,26 @@ class Swarm:
     async def _serve_connection(self, bot: _Bot, client: ArenaClient) -> str:
         """Play on this connection until the run is over ("done") or a chaos drop ends it ("dropped")."""
         stats = self.stats
+        seated = False  # in a match already (it moved with the bot)
         while trio.current_time() < self.deadline:
-            if bot.resume_token is not None:
+            if seated:
+                seated = False
+            elif bot.resume_token is not None:
                 if await self._resume(bot, client) != "seat":
                     continue  # refused, or the match ended meanwhile: queue for another
             else:
                 await self._queue(client)
             outcome = await self._play(bot, client)
+            if outcome == "moved":  # the match went on at another server: follow it there
+                stats.moves += 1
+                started = trio.current_time()
+                try:
+                    seated = isinstance(await client.follow_move(timeout=10), Joined)
+                except RefusedError as refused:
+                    stats.moves_refused[str(refused)] += 1
+                    continue
+                stats.sample(stats.move_seconds, trio.current_time() - started)
+                continue
             if outcome == "drop":
                 stats.chaos_event("drop")
                 bot.resume_token, bot.dropped_at = client.resume_token, trio.current_time()
@@ -368,6 +389,8 @@ class Swarm:
                         stats.updates += 1
                     if isinstance(message, Left):
                         return "over"
+                    if isinstance(message, Moved):
+                        return "moved"
                     if client.view is not None and client.view.entities.get("match", {}).get(0, {}).get("over"):
                         return "finished"
                     if not isinstance(message, Snapshot | Delta) or client.view is None or client.player is None:

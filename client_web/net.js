@@ -13,8 +13,9 @@
 //
 // In a fleet, the match may be hosted by another server than the one the page came from: `reserved` then names
 // that server's URL, and the connection moves there (a new socket, the same token) to join, and reconnects there
-// to resume. If that server cannot be reached for MATCH_SERVER_ATTEMPTS tries, the seat is given up and the
-// connection goes back to the page's own server to queue again.
+// to resume; `moved` (the server drains and another adopted the match) sends it to the new server to resume.
+// If that server cannot be reached for MATCH_SERVER_ATTEMPTS tries, the seat is given up and the connection
+// goes back to the page's own server to queue again.
 
 import { decode, encode } from "@msgpack/msgpack";
 
@@ -289,6 +290,14 @@ export class Connection {
         } else {
           this.send({ t: "join", reservation: message.reservation });
         }
+        break;
+      case "moved":
+        // the match goes on at another server of the fleet (this one is shutting down): take the seat back there
+        this.#matchUrl = message.url;
+        this.#pendingJoin = null;
+        this.#abandonSocket(1000, "following the match to another server");
+        if (!this.watching) this.seat = "resuming";
+        this.#connect("connecting");
         break;
       case "spectating":
         this.watching = message.match;

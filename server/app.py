@@ -41,7 +41,7 @@ from server.auth import Authenticator, AuthError, Identity
 from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode, encode_replay_view
 from server.config import ServerConfig
 from server.directory import InMemoryMatchDirectory
-from server.fleet import FleetPresence, new_server_id, shared_secret
+from server.fleet import REDIS_FAILURES, FleetPresence, new_server_id, shared_secret
 from server.fleet_matchmaking import FleetMatchmaking
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
 from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
@@ -61,6 +61,7 @@ from server.messages import (
     Left,
     ListMatches,
     Matches,
+    Moved,
     Queue,
     Rated,
     Refresh,
@@ -180,6 +181,8 @@ class ArenaServer:
     _accept_error_logged_at: float = attrs.field(default=-math.inf, init=False)
     fleet: FleetPresence | None = attrs.field(default=None, init=False)
     """This server's place in a fleet sharing one Redis (None without --redis)."""
+    _connected_at: dict[str, float] = attrs.field(factory=dict, init=False)
+    """When each player's session here said hello (wall time): a newer connection elsewhere in the fleet wins."""
 
     def __attrs_post_init__(self) -> None:
         """Raises ValueError (or OSError for a TLS file) if the configuration cannot work."""
@@ -290,6 +293,9 @@ class ArenaServer:
             await self._shutdown_requested.wait()
             self.draining = True
             accepting.cancel()
+            if isinstance(self._matchmaking, FleetMatchmaking):
+                with trio.move_on_after(self.config.drain_timeout):
+                    await self._matchmaking.hand_over_matches()
             logger.info("draining: closing %d connections", len(self.sessions))
             for session in list(self.sessions):
                 session.close(CloseCode.GOING_AWAY, "server is shutting down")
@@ -999,6 +1005,7 @@ class ArenaServer:
         subject = session.identity.subject if session.identity else None
         if subject is not None and self.sessions_by_subject.get(subject) is session:
             del self.sessions_by_subject[subject]
+            self._connected_at.pop(subject, None)
             if self._matchmaking is not None:
                 self.matchmaking.cancel(subject)
         if session.match is not None:
@@ -1083,6 +1090,9 @@ class ArenaServer:
         session.send_control(encode(Authenticated(player=identity.subject, name=name, expires_in=expires_in)))
         previous = self.sessions_by_subject.get(identity.subject)
         self.sessions_by_subject[identity.subject] = session
+        self._connected_at[identity.subject] = time.time()
+        if isinstance(self._matchmaking, FleetMatchmaking):
+            self._matchmaking.connected(identity.subject)
         if previous is not None and previous is not session:
             self.metrics.replaced_connections.inc()
             previous.close(4002, "replaced: the same player connected again elsewhere")
@@ -1115,6 +1125,8 @@ class ArenaServer:
             match.reservation_settled()
             self._leave_current_match(session, reason="joined_another")
             match.add_player(session, subject)
+            if isinstance(self._matchmaking, FleetMatchmaking):
+                self._matchmaking.seated(subject, match.id)
         except (MatchmakingError, SeatError) as error:
             reason = error.reason if isinstance(error, SeatError) else "reservation"
             self.metrics.joins_refused.labels(reason=reason).inc()
@@ -1122,6 +1134,10 @@ class ArenaServer:
 
     def _resume(self, session: Session, subject: str, token: str) -> None:
         ended = self.directory.ended_seat(token, subject)
+        if ended is not None and ended.moved_to is not None:
+            # the match went on at another server (this one drained): resume there
+            session.send_control(encode(Moved(match=ended.match_id, url=ended.moved_to)))
+            return
         if ended is not None:
             # the match ended while the player was away: its final state (the scoreboard), then out of it
             self._leave_current_match(session, reason="joined_another")
@@ -1136,10 +1152,39 @@ class ArenaServer:
                 self._leave_current_match(session, reason="joined_another")
             match.resume(session, subject, token)
         except SeatError as error:
+            if error.reason == "unknown_token" and isinstance(self._matchmaking, FleetMatchmaking):
+                session.nursery.start_soon(self._resume_elsewhere, session, subject, error, self._matchmaking)
+                return
             self.metrics.resumes_refused.labels(reason=error.reason).inc()
             session.send_control(encode(Refused(request="resume", reason=str(error))))
             return
         self.metrics.resumes.inc()
+
+    async def _resume_elsewhere(
+        self, session: Session, subject: str, error: SeatError, fleet: FleetMatchmaking
+    ) -> None:
+        """A resume token this server does not know, in a fleet: the player's seat may be on another server (it
+        is sent there with `moved`), or on one that is gone (it is told so, and queues again)."""
+        reason, why = error.reason, str(error)
+        try:
+            seat = await fleet.where_is(subject)
+        except (*REDIS_FAILURES, trio.TooSlowError):
+            seat = None
+        if seat is not None and seat["server"] != fleet.server_id:
+            if seat["alive"]:
+                session.send_control(encode(Moved(match=str(seat["match"]), url=str(seat["url"]))))
+                return
+            reason = "server_gone"
+            why = f"the server that hosted your match ({seat['server']}) is gone: queue for a new match"
+        self.metrics.resumes_refused.labels(reason=reason).inc()
+        session.send_control(encode(Refused(request="resume", reason=why)))
+
+    def _replaced_elsewhere(self, subject: str, at: float) -> None:
+        """The player connected to another server of the fleet at `at`: close its older connection here."""
+        session = self.sessions_by_subject.get(subject)
+        if session is not None and self._connected_at.get(subject, math.inf) < at:
+            self.metrics.replaced_connections.inc()
+            session.close(4002, "replaced: the same player connected again to another server")
 
     def _leave_current_match(self, session: Session, *, reason: str) -> None:
         if session.match is not None:
@@ -1179,6 +1224,7 @@ class ArenaServer:
             modes=modes_by_name(config.modes),
             reservation_seconds=config.reservation_seconds,
             admitting=lambda: not self.draining,
+            replaced=self._replaced_elsewhere,
         )
 
 

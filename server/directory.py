@@ -18,6 +18,7 @@ import trio
 
 from game import Rules
 from game.ai import MAX_BOT_LEVEL
+from server.checkpoint import MatchCheckpoint
 from server.match import Match, SeatError, TickStatistics
 from server.matchmaker import Mode
 from server.recording import FLUSH_SECONDS, MatchRecorder, PendingRecord, ReplayFile, prune, replay_path
@@ -44,6 +45,8 @@ class EndedSeat:
     """Why the player is out of it: match_over, or match_closed (it closed early)."""
     until: float
     """Trio time after which a resume with its token is no longer answered this way."""
+    moved_to: str | None = None
+    """The server that adopted the match (it goes on there): a resume here is told to go there."""
 
 
 @attrs.define(eq=False)
@@ -102,6 +105,29 @@ class InMemoryMatchDirectory:
         self.nursery.start_soon(self._run, match)
         return match.id
 
+    def adopt(self, checkpoint: MatchCheckpoint, mode: Mode) -> Match:
+        """Continue a match another server checkpointed, from its tick, with its seats held for their players
+        (not recorded here: its replay ends on the server it left)."""
+        match = Match(
+            id=checkpoint.match_id,
+            mode=mode,
+            rules=checkpoint.rules,
+            statistics=self.statistics,
+            linger_seconds=self.linger_seconds,
+            resume_window=self.resume_window,
+            bot_takes_over=self.bot_takes_over,
+            seed=checkpoint.seed,
+            tick_phase=(self._matches_created * GOLDEN_RATIO_FRACTION) % 1.0,
+            spectator_delay=self.spectator_delay,
+            on_over=self.on_match_over,
+            bot_level=checkpoint.bot_level,
+        )
+        match.continue_from(checkpoint)
+        self._matches_created += 1
+        self.matches[match.id] = match
+        self.nursery.start_soon(self._run, match)
+        return match
+
     @property
     def tick_load(self) -> float:
         """The share of a core the running matches' ticks take: each match's recent tick cost times its rate."""
@@ -140,7 +166,8 @@ class InMemoryMatchDirectory:
             if match.state.over or match.finished:
                 for seat in match.humans:
                     if seat.holds(token) and seat.subject == subject:
-                        return EndedSeat(match.id, subject, match.final_snapshot, "match_over", math.inf)
+                        reason = "moved" if match.moved_to else "match_over"
+                        return EndedSeat(match.id, subject, match.final_snapshot, reason, math.inf, match.moved_to)
         ended = self._ended.get(token)
         if ended is None or ended.subject != subject or ended.until < trio.current_time():
             return None
@@ -151,12 +178,12 @@ class InMemoryMatchDirectory:
         self._ended = {token: seat for token, seat in self._ended.items() if seat.until >= now}
         if len(self._ended) >= MAX_ENDED_SEATS:
             return
-        reason = "match_over" if match.state.over else "match_closed"
+        reason = "match_over" if match.state.over else "moved" if match.moved_to else "match_closed"
         final = match.final_snapshot
         for seat in match.humans:
             if seat.subject is None:
                 continue
-            ended = EndedSeat(match.id, seat.subject, final, reason, now + self.resume_window)
+            ended = EndedSeat(match.id, seat.subject, final, reason, now + self.resume_window, match.moved_to)
             for token in (seat.resume_token, seat.previous_token):
                 if token is not None:
                     self._ended[token] = ended

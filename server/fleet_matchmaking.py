@@ -34,8 +34,10 @@ import attrs
 import coredis
 import trio
 
+from server import checkpoint
 from server.directory import InMemoryMatchDirectory
 from server.fleet import REDIS_FAILURES, REDIS_TIMEOUT_SECONDS, FleetPresence
+from server.match import Match
 from server.matchmaker import Matchmaker, MatchmakingError, Mode, Reservation, Ticket
 from server.matchmaking import (
     MATCHMAKING_INTERVAL,
@@ -52,6 +54,9 @@ logger = logging.getLogger(__name__)
 TICKETS_KEY = "arena:tickets"
 TAKEN_PREFIX = "arena:taken:"
 LEADER_KEY = "arena:matchmaker"
+PLAYER_PREFIX = "arena:player:"
+"""Per player: the server its newest connection is on, and the server hosting its match (JSON)."""
+PLAYER_SECONDS = 86400
 INBOX_PREFIX = "arena:inbox:"
 LEASE_MS = 3000
 TAKEN_SECONDS = 60
@@ -61,6 +66,11 @@ UNANSWERED_SECONDS = 10.0
 INBOX_SECONDS = 30
 """An inbox nobody reads (its server is gone) expires this long after its last message."""
 INBOX_WAIT_SECONDS = 1.0
+CHECKPOINT_PREFIX = "arena:checkpoint:"
+CHECKPOINT_SECONDS = 60
+"""A checkpoint nobody adopted is gone after this long."""
+ADOPTION_WAIT_SECONDS = 3.0
+"""How long a draining server waits for another to adopt a match before finishing it itself."""
 DEFAULT_MATCH_LOAD = 0.01
 """The share of a core a new match is counted at until its server reports what its matches cost."""
 
@@ -123,6 +133,9 @@ class FleetMatchmaking:
     reservation_seconds: float
     admitting: Any = attrs.field(default=lambda: True)
     """Called each round: whether this server may host new matches now (False while it drains)."""
+    replaced: Any = attrs.field(default=lambda subject, at: None)
+    """Called with (subject, wall time) when the player connected to another server of the fleet at that time:
+    this server closes its older connection of that player (4002), as it does when both are here."""
     _reservations: Matchmaker = attrs.field(init=False)
     """Holds the reservations of this server's matches (its queues stay empty)."""
     _tickets: dict[str, LocalTicket] = attrs.field(factory=dict, init=False)
@@ -135,6 +148,12 @@ class FleetMatchmaking:
     _placed: list[tuple[float, str, float]] = attrs.field(factory=list, init=False)
     """(wall time, server id, load) of the matches this server placed lately: counted on their servers until
     those report a load measured after them."""
+    _claims: dict[str, float] = attrs.field(factory=dict, init=False)
+    """Players who connected here (wall time) whose record in Redis is not written yet."""
+    _hosted: dict[str, tuple[str, str]] = attrs.field(factory=dict, init=False)
+    """Players seated here (match id, resume token) whose record in Redis is not written yet."""
+    _adoptions: dict[str, Adoption] = attrs.field(factory=dict, init=False)
+    """Matches this server handed to another, waiting for its answer, by id."""
     round_trips: Counter[str] = attrs.field(factory=Counter, init=False)
     """Redis requests by purpose (`formed` counts matches formed here): docs/benchmarks.md divides them."""
 
@@ -183,6 +202,35 @@ class FleetMatchmaking:
     def redeem(self, reservation_id: str, subject: str) -> Reservation:
         return self._reservations.redeem(reservation_id, subject, now=trio.current_time())
 
+    def connected(self, subject: str) -> None:
+        """The player said hello here: the fleet's other servers close its older connections (next round)."""
+        self._claims[subject] = time.time()
+
+    def seated(self, subject: str, match_id: str) -> None:
+        """The player has a seat in a match of this server: a resume that lands on another server is sent here."""
+        self._hosted[subject] = (match_id, self.presence.public_url)
+
+    async def where_is(self, subject: str) -> dict[str, Any] | None:
+        """Where the fleet last saw the player seated: {"server", "url", "match", "alive"}, or None.
+
+        Raises:
+            REDIS_FAILURES: if Redis cannot be asked.
+        """
+        redis = self._redis
+        if redis is None:
+            return None
+        with trio.fail_after(REDIS_TIMEOUT_SECONDS):
+            raw = await redis.hget(PLAYER_PREFIX + subject, "seat")
+        self.round_trips["where"] += 1
+        try:
+            seat = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        if not isinstance(seat, dict) or not isinstance(seat.get("server"), str):
+            return None
+        alive = any(server.get("id") == seat["server"] for server in self.presence.view.servers)
+        return {**seat, "alive": alive or seat["server"] == self.server_id}
+
     def health(self) -> dict[str, Any]:
         if not self._reachable:
             status = "paused: Redis cannot be reached; players stay queued here until it can"
@@ -216,6 +264,7 @@ class FleetMatchmaking:
         failure = "timed out"
         with trio.move_on_after(REDIS_TIMEOUT_SECONDS):
             try:
+                await self._write_players(redis)
                 await self._sync_tickets(redis)
                 self.leading = (
                     bool(await redis.eval(HOLD_LEASE, keys=[LEADER_KEY], args=[self.server_id, LEASE_MS]))
@@ -242,6 +291,46 @@ class FleetMatchmaking:
                 failure,
             )
         self._reachable = reachable
+
+    async def _write_players(self, redis: coredis.Redis[str]) -> None:
+        """Record where this server's new connections and seats are, and tell the server that held a player's
+        older connection to close it."""
+        claims, self._claims = self._claims, {}
+        hosted, self._hosted = self._hosted, {}
+        if not claims and not hosted:
+            return
+        try:
+            async with redis.pipeline(transaction=False) as pipeline:
+                for subject, at in claims.items():
+                    key = PLAYER_PREFIX + subject
+                    pipeline.hget(key, "connection")
+                    pipeline.hset(key, {"connection": json.dumps({"server": self.server_id, "at": at})})
+                    pipeline.expire(key, PLAYER_SECONDS)
+                for subject, (match_id, url) in hosted.items():
+                    key = PLAYER_PREFIX + subject
+                    seat = {"server": self.server_id, "url": url, "match": match_id}
+                    pipeline.hset(key, {"seat": json.dumps(seat)})
+                    pipeline.expire(key, PLAYER_SECONDS)
+            results = list(pipeline.results or ())
+        except BaseException:
+            # try again next round (a newer claim of the same player wins)
+            self._claims = {**claims, **self._claims}
+            self._hosted = {**hosted, **self._hosted}
+            raise
+        self.round_trips["players"] += 1
+        for index, (subject, at) in enumerate(claims.items()):
+            try:
+                previous = json.loads(results[3 * index] or "null")
+            except ValueError:
+                previous = None
+            if not isinstance(previous, dict) or previous.get("server") in (None, self.server_id):
+                continue
+            previous_at = float(previous.get("at") or 0.0)
+            if previous_at <= at:  # ours is the newer connection: the other server closes its older one
+                await self._post(str(previous["server"]), {"t": "replaced", "subject": subject, "at": at})
+            else:  # the other server wrote a newer one between our reads: ours is the older, it goes
+                self.replaced(subject, previous_at)
+                await redis.hset(PLAYER_PREFIX + subject, {"connection": json.dumps(previous)})
 
     async def _sync_tickets(self, redis: coredis.Redis[str]) -> None:
         """Read the fleet's tickets, then make Redis hold exactly this server's players' waiting tickets."""
@@ -402,6 +491,16 @@ class FleetMatchmaking:
             self._reserved(message)
         elif kind == "requeue":
             self._requeue(str(message.get("subject")), str(message.get("ticket")))
+        elif kind == "replaced":
+            self.replaced(str(message.get("subject")), float(message.get("at") or 0.0))
+        elif kind == "adopt":
+            await self._adopt(message)
+        elif kind in ("adopted", "not_adopted"):
+            adoption = self._adoptions.get(str(message.get("match")))
+            if adoption is not None:
+                adoption.url = str(message["url"]) if kind == "adopted" else None
+                adoption.reason = str(message.get("reason", ""))
+                adoption.answered.set()
 
     async def _host(self, order: dict[str, Any]) -> None:
         """Host a match the fleet's matchmaker placed here (or seat players in a running one), then tell each
@@ -453,6 +552,110 @@ class FleetMatchmaking:
             }
             await self._post(seat["server"], tell)
 
+    # ----- moving matches (a draining server hands its matches to others) -----
+
+    async def hand_over_matches(self) -> list[MatchHandOver]:
+        """While this server drains: checkpoint each running match into Redis and have the server with the most
+        room adopt it; its players and spectators are told `moved` to the adopter's URL and resume there. A match
+        no server takes goes on here (it finishes within the drain timeout, as on a server on its own)."""
+        handed: list[MatchHandOver] = []
+        for match in list(self.directory.matches.values()):
+            if match.finished or match.state.over:
+                continue
+            started = trio.current_time()
+            match.pause()
+            adoption = Adoption()
+            target = None
+            try:
+                target = self._adopter()
+                if target is None:
+                    adoption.reason = "no other server admits matches"
+                else:
+                    self._adoptions[match.id] = adoption
+                    with trio.move_on_after(ADOPTION_WAIT_SECONDS):
+                        await self._offer(match, target)
+                        await adoption.answered.wait()
+                    if not adoption.answered.is_set():
+                        adoption.reason = f"server {target} did not answer within {ADOPTION_WAIT_SECONDS:g} s"
+            except REDIS_FAILURES as error:
+                adoption.reason = f"Redis: {error}"
+            finally:
+                self._adoptions.pop(match.id, None)
+                if adoption.url is None:
+                    match.unpause()
+            if adoption.url is not None:
+                match.hand_over(adoption.url)
+                with trio.move_on_after(1.0):
+                    while not match.finished:  # its players are told `moved` as it stops
+                        await trio.sleep(0.005)
+                logger.info(
+                    "match %s moved to server %s at tick %d (held still %.0f ms)",
+                    match.id,
+                    target,
+                    match.state.tick,
+                    (trio.current_time() - started) * 1000,
+                    extra={"match": match.id},
+                )
+            else:
+                logger.warning(
+                    "match %s stays here to finish: %s", match.id, adoption.reason, extra={"match": match.id}
+                )
+            handed.append(MatchHandOver(match.id, target if adoption.url else None, trio.current_time() - started))
+        return handed
+
+    def _adopter(self) -> str | None:
+        """The other server with the most room for a match, or None."""
+        placement = Placement.of(
+            self.presence, own_id=self.server_id, own_entry={**self._own_entry(), "admitting_matches": False},
+            placed=self._placed,
+        )  # fmt: skip
+        try:
+            match_id = placement.create_match(Mode(name="any", min_players=1, max_players=1), players=0, bots=0)
+        except ValueError:
+            return None  # no server admits matches
+        server = placement.created[match_id]
+        self._placed.append((time.time(), server, placement.estimates[match_id]))
+        return server
+
+    async def _offer(self, match: Match, server_id: str) -> None:
+        redis = self._redis
+        assert redis is not None
+        await redis.set(CHECKPOINT_PREFIX + match.id, checkpoint.dumps(match.checkpoint()), ex=CHECKPOINT_SECONDS)
+        self.round_trips["checkpoint"] += 1
+        await self._post(server_id, {"t": "adopt", "match": match.id, "from": self.server_id})
+
+    async def _adopt(self, message: dict[str, Any]) -> None:
+        """Another server hands this one a match: continue it from its checkpoint, and say so (or why not)."""
+        redis = self._redis
+        assert redis is not None
+        match_id, source = str(message.get("match")), str(message.get("from"))
+        reason = ""
+        raw = await redis.get(CHECKPOINT_PREFIX + match_id)
+        self.round_trips["checkpoint"] += 1
+        try:
+            if raw is None:
+                raise checkpoint.CheckpointError("its checkpoint is gone from Redis")
+            saved = checkpoint.loads(raw)
+            mode = self.modes.get(saved.mode)
+            if mode is None:
+                raise checkpoint.CheckpointError(f"this server has no mode {saved.mode!r}")
+            if not self.admitting():
+                raise checkpoint.CheckpointError("this server is draining too")
+            if match_id in self.directory.matches:
+                raise checkpoint.CheckpointError("this server runs a match with that id already")
+            adopted = self.directory.adopt(saved, mode)
+            for seat in adopted.humans:
+                if seat.subject is not None:
+                    self.seated(seat.subject, match_id)
+        except checkpoint.CheckpointError as error:
+            reason = str(error)
+            logger.warning("fleet: not adopting match %s from server %s: %s", match_id, source, reason)
+        else:
+            logger.info("match %s adopted from server %s at tick %d", match_id, source, saved.state.tick)
+        await redis.delete([CHECKPOINT_PREFIX + match_id])
+        answer = {"t": "not_adopted" if reason else "adopted", "match": match_id, "url": self.presence.public_url}
+        await self._post(source, {**answer, "reason": reason})
+
     def _reserved(self, message: dict[str, Any]) -> None:
         """A host holds a seat for one of this server's players: tell the player, if it still waits for it."""
         subject = str(message.get("subject"))
@@ -475,6 +678,25 @@ HEARTBEAT_PAUSE = 1.0
 PLACED_MEMORY_SECONDS = 10.0
 MEASURED_AFTER_SECONDS = 1.0
 """A new match's ticks show in its server's reported load from about this long after it was placed."""
+
+
+@attrs.define(eq=False)
+class Adoption:
+    """A match offered to another server: its answer."""
+
+    answered: trio.Event = attrs.field(factory=trio.Event)
+    url: str | None = None
+    """The adopter's URL, once it continues the match."""
+    reason: str = ""
+
+
+@attrs.frozen
+class MatchHandOver:
+    match_id: str
+    server: str | None
+    """The server that adopted it, or None: it stayed."""
+    seconds: float
+    """How long the match held still."""
 
 
 @attrs.define(eq=False)
@@ -520,6 +742,7 @@ class Placement:
         return self.created.get(match_id) or self.seated[match_id]
 
     def create_match(self, mode: Mode, *, players: int, bots: int, bot_level: int = 0) -> str:
+        """Raises: ValueError if no server admits a match (ask `has_room_for_a_match` first)."""
         server = min(self._admitting(), key=lambda s: (self._load[s["id"]], s["id"]))
         match_id = secrets.token_urlsafe(6)
         self.created[match_id] = server["id"]

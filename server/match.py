@@ -29,9 +29,10 @@ import game
 from game import MatchState, Notice, PlayerInput, Rules, ScoreLine, Snapshot
 from game.ai import MAX_BOT_LEVEL
 from game.snapshot import SnapshotBuilder
+from server.checkpoint import MatchCheckpoint, SeatCheckpoint
 from server.codec import encode
 from server.matchmaker import Mode
-from server.messages import Joined, Left, Spectating
+from server.messages import Joined, Left, Moved, Spectating
 from server.outbox import binary_frame
 from server.recording import MatchRecorder
 from server.session import Session
@@ -156,6 +157,10 @@ class Match:
     _feed: DelayedFeed | None = attrs.field(default=None, init=False)
     _membership_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _ended_by_operator: bool = attrs.field(default=False, init=False)
+    _paused: trio.Event | None = attrs.field(default=None, init=False)
+    """Set while the match holds still between two ticks (a checkpoint is being taken); set it to go on."""
+    moved_to: str | None = attrs.field(default=None, init=False)
+    """The WebSocket URL of the server that adopted this match: it goes on there, and stops here."""
     _notices: list[Notice] = attrs.field(factory=list, init=False)
     """Arrivals, departures and takeovers since the last tick, sent with its events."""
 
@@ -388,6 +393,61 @@ class Match:
     def _keeps_running(self) -> bool:
         return (bool(self.humans) or self.pending_reservations > 0) and not self._ended_by_operator
 
+    def pause(self) -> None:
+        """Hold still from now on (between two ticks: `state` does not change) until `unpause` or `hand_over`."""
+        if self._paused is None:
+            self._paused = trio.Event()
+
+    def unpause(self) -> None:
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            paused.set()
+
+    def hand_over(self, url: str) -> None:
+        """Another server adopted this match's checkpoint: stop here, and tell every player and spectator to go
+        on at `url` (`moved`)."""
+        self.moved_to = url
+        self.unpause()
+        self._membership_changed.set()
+
+    def checkpoint(self) -> MatchCheckpoint:
+        """This match as another server continues it (take it while paused)."""
+        seats = tuple(
+            SeatCheckpoint(
+                player_id=seat.player_id,
+                subject=seat.subject,
+                resume_token=seat.resume_token,
+                previous_token=seat.previous_token,
+            )
+            for seat in self.seats.values()
+        )
+        return MatchCheckpoint(
+            match_id=self.id,
+            mode=self.mode.name,
+            seed=self.seed,
+            bot_level=self.bot_level,
+            rules=self.rules,
+            state=self.state,
+            seats=seats,
+            next_player_id=self._next_player_id,
+        )
+
+    def continue_from(self, checkpoint: MatchCheckpoint) -> None:
+        """Take over a match another server checkpointed (before `run`): its state and seats, each player's
+        seat held for `resume_window` seconds for it to resume here with the token it holds."""
+        self.state = checkpoint.state
+        self._last_snapshot = game.snapshot(self.state)
+        self._next_player_id = checkpoint.next_player_id
+        held_until = trio.current_time() + self.resume_window
+        for saved in checkpoint.seats:
+            self.seats[saved.player_id] = Seat(
+                player_id=saved.player_id,
+                subject=saved.subject,
+                resume_token=saved.resume_token,
+                previous_token=saved.previous_token,
+                held_until=held_until if saved.subject is not None else None,
+            )
+
     def end(self) -> None:
         """An operator ends the match: it stops at its next tick and everyone is told `left` (match_closed)."""
         self._ended_by_operator = True
@@ -424,9 +484,15 @@ class Match:
         deadline = (math.floor(now / interval) + self.tick_phase) * interval  # the first tick is one interval on
         task_status.started()
         try:
-            while self._keeps_running() and not self.state.over:
+            while self._keeps_running() and not self.state.over and self.moved_to is None:
                 deadline += interval
                 await trio.sleep_until(deadline)
+                if self.moved_to is not None:
+                    break  # handed over while this task slept: the state it was handed over in is the last
+                if self._paused is not None:
+                    await self._paused.wait()
+                    deadline = trio.current_time() - interval  # go on at once, with no catch-up burst
+                    continue
                 started = trio.current_time()
                 lateness = started - deadline
                 if lateness > MAX_CATCH_UP_TICKS * interval:
@@ -454,11 +520,16 @@ class Match:
                         await self._membership_changed.wait()
         finally:
             self.finished = True
-            reason = "match_over" if self.state.over else "match_closed"
+            reason = "match_over" if self.state.over else "moved" if self.moved_to else "match_closed"
             if self.recorder is not None:
                 self.recorder.end(self.state, reason)
             for session in [seat.session for seat in self.seats.values() if seat.session] + list(self.spectators):
-                self.remove(session, reason=reason)
+                if self.moved_to is None:
+                    self.remove(session, reason=reason)
+                else:
+                    session.match, session.player_id = None, None
+                    session.reset_inputs()
+                    session.send_control(encode(Moved(match=self.id, url=self.moved_to)))
 
     def _send_to_spectators(self, tick: int) -> None:
         """Spectators get what the players got `spectator_delay` ago (a keyframe and catch-up when they need it)."""

@@ -268,6 +268,16 @@ class Left:
 
 
 @attrs.frozen
+class Moved:
+    """The match goes on at another server of the fleet (this one is shutting down): connect to `url` and resume
+    with the resume token held; the seat, player id and score are kept."""
+
+    tag: ClassVar[str] = "moved"
+    match: str
+    url: str
+
+
+@attrs.frozen
 class Matches:
     """The matches this server runs: a list of {"id", "mode", "players", "bots", "spectators", "state",
     "time_left"}."""
@@ -305,6 +315,7 @@ ServerMessage = (
     | Joined
     | Spectating
     | Left
+    | Moved
     | Matches
     | Refused
     | Snapshot

@@ -6,7 +6,10 @@ Rules: worker k is `arena serve` with the same options, listening on `--port` + 
 this user can enter, nothing saved to disk) and stops when it stops. A worker that dies is started again after
 `RESTART_DELAY_SECONDS` (its players resume elsewhere or queue again, as after any server's death); one that keeps
 dying within `FAST_DEATH_SECONDS` of its start `MAX_FAST_DEATHS` times stops the whole group with exit status 1.
-SIGINT or SIGTERM is passed on to every worker, which drain as one server would; then Redis is stopped.
+SIGINT or SIGTERM is passed on to every worker, which drain as one server would; then Redis is stopped. SIGHUP
+restarts the workers one at a time (a deploy: each new process runs the code installed now): each drains, which
+hands its running matches to the other workers (server.fleet_matchmaking), is started again, and is given
+`REJOIN_SECONDS` to join the fleet before the next one goes, so that no match is lost.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ REDIS_START_SECONDS = 10.0
 RESTART_DELAY_SECONDS = 1.0
 FAST_DEATH_SECONDS = 5.0
 MAX_FAST_DEATHS = 3
+REJOIN_SECONDS = 3.0
+"""After a restarted worker listens: time for it to appear in the fleet (heartbeats) before the next one drains."""
 STOP_GRACE_SECONDS = 60.0
 """After SIGTERM, how long workers get to drain before they are killed (above the default --drain-timeout)."""
 
@@ -122,6 +127,8 @@ class PrivateRedis:
 @attrs.define(eq=False)
 class Worker:
     index: int
+    host: str
+    port: int
     command: list[str]
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
@@ -130,6 +137,14 @@ class Worker:
     def start(self) -> None:
         self.process = subprocess.Popen(self.command)
         self.started_at = time.monotonic()
+
+    def listening(self) -> bool:
+        try:
+            address = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+            socket.create_connection((address, self.port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
 
 
 def worker_command(
@@ -166,17 +181,15 @@ def run_workers(
         workers = [
             Worker(
                 index,
+                host,
+                port + index,
                 worker_command(options, index=index, port=port + index, redis_url=redis_url, public_url=public_url),
             )
             for index in range(count)
         ]
-        stopping = False
-
-        def stop(signum: int, frame: object) -> None:
-            nonlocal stopping
-            stopping = True
-
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        signals = Signals()
+        previous = {sig: signal.signal(sig, signals.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signals.restart)
         status = 0
         try:
             for worker in workers:
@@ -186,7 +199,7 @@ def run_workers(
                 f"Redis {'of its own' if redis else redis_url}; Ctrl-C stops them)",
                 flush=True,
             )
-            status = _supervise(workers, lambda: stopping)
+            status = _supervise(workers, signals)
         finally:
             for worker in workers:
                 if worker.process is not None and worker.process.poll() is None:
@@ -209,15 +222,32 @@ def run_workers(
         return status
 
 
-def _supervise(workers: list[Worker], stopping: object) -> int:
-    """Restart workers that die until `stopping()`; 1 if one keeps dying at start."""
-    assert callable(stopping)
-    while not stopping():
+@attrs.define(eq=False)
+class Signals:
+    """What the group was asked by signals (set from the signal handlers)."""
+
+    stopping: bool = False
+    restart_requested: bool = False
+
+    def stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def restart(self, signum: int, frame: object) -> None:
+        self.restart_requested = True
+
+
+def _supervise(workers: list[Worker], signals: Signals) -> int:
+    """Restart workers that die, and all of them one by one on SIGHUP, until stopped; 1 if one keeps dying at
+    start."""
+    while not signals.stopping:
         time.sleep(0.2)
+        if signals.restart_requested:
+            signals.restart_requested = False
+            _restart_one_by_one(workers, signals)
         for worker in workers:
             assert worker.process is not None
             code = worker.process.poll()
-            if code is None or stopping():
+            if code is None or signals.stopping:
                 continue
             lived = time.monotonic() - worker.started_at
             worker.fast_deaths = worker.fast_deaths + 1 if lived < FAST_DEATH_SECONDS else 0
@@ -236,3 +266,25 @@ def _supervise(workers: list[Worker], stopping: object) -> int:
             time.sleep(RESTART_DELAY_SECONDS)
             worker.start()
     return 0
+
+
+def _restart_one_by_one(workers: list[Worker], signals: Signals) -> None:
+    """Drain and start again each worker in turn (its matches move to the others meanwhile)."""
+    print(f"arena: SIGHUP: restarting {len(workers)} workers one at a time", file=sys.stderr, flush=True)
+    for worker in workers:
+        assert worker.process is not None
+        if signals.stopping:
+            return
+        worker.process.send_signal(signal.SIGTERM)
+        try:
+            worker.process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            print(f"arena: worker {worker.index} did not drain in time; killing it", file=sys.stderr)
+            worker.process.kill()
+            worker.process.wait()
+        worker.start()
+        deadline = time.monotonic() + REDIS_START_SECONDS
+        while not worker.listening() and time.monotonic() < deadline and worker.process.poll() is None:
+            time.sleep(0.05)
+        time.sleep(REJOIN_SECONDS)
+        print(f"arena: worker {worker.index} restarted (port {worker.port})", file=sys.stderr, flush=True)

@@ -11,7 +11,7 @@ import time
 
 import trio
 
-from bots.client import connect, guest_token, http_request
+from bots.client import RefusedError, connect, guest_token, http_request
 from server.auth import AuthConfig
 from server.fleet import HEARTBEAT_SECONDS, PRESENCE_TTL_SECONDS
 from server.messages import PROTOCOL_VERSION, Hello, ListMatches, Matches
@@ -120,3 +120,50 @@ def test_without_redis_a_server_that_needs_the_fleets_secret_says_so(tmp_path):
     assert result.returncode == 2
     assert "cannot reach Redis" in result.stderr and "--auth-secret-file" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_after_kill_9_of_a_host_its_players_resumes_are_refused_as_gone_and_they_play_again(
+    redis_server, tmp_path
+):
+    servers = [
+        start_server_process(*FAST, "--redis", redis_server.url, "--data-dir", str(tmp_path / name))
+        for name in ("a", "b")
+    ]
+    try:
+        urls = [f"ws://127.0.0.1:{server.port}/ws" for server in servers]
+        tokens = [await guest_token(urls[0], name) for name in ("left-behind", "other")]
+        async with (
+            connect(urls[0], name="left-behind", token=tokens[0]) as player,
+            connect(urls[1], name="other", token=tokens[1]) as other,
+        ):
+            async with trio.open_nursery() as both:
+                both.start_soon(player.join, "duel")
+                both.start_soon(other.join, "duel")
+            resume_token, host_url = player.resume_token, player.url
+            await trio.sleep(0.3)  # the host records the seat in Redis at its next round
+            host = servers[urls.index(host_url)]
+            survivor = urls[1 - urls.index(host_url)]
+            host.process.send_signal(signal.SIGKILL)
+            host.process.wait()
+        killed_at = time.monotonic()
+        async with connect(survivor, name="left-behind", token=tokens[0]) as back:
+            with trio.fail_after(PRESENCE_TTL_SECONDS + 3 * HEARTBEAT_SECONDS):
+                while True:
+                    try:
+                        await back.resume(resume_token)
+                    except RefusedError as refused:
+                        if "is gone" in str(refused):
+                            break
+                        raise
+                    except OSError:  # sent to the dead host before its presence expired: try again
+                        await trio.sleep(0.2)
+            refused_after = time.monotonic() - killed_at
+            await back.join("ffa")  # and it plays again, on the server that is left
+            assert back.url == survivor and back.match is not None
+        assert refused_after <= PRESENCE_TTL_SECONDS + 2 * HEARTBEAT_SECONDS, refused_after
+    finally:
+        for server in servers:
+            server.process.kill()
+            server.process.wait()
+            if server.process.stdout:
+                server.process.stdout.close()

@@ -10,7 +10,7 @@ import trio
 
 from bots.client import connect, http_request
 from server.app import ArenaServer
-from tests.conftest import start_server, ws_url
+from tests.conftest import make_token, start_server, ws_url
 
 
 async def _wait_for_fleet(*servers: ArenaServer) -> None:
@@ -71,3 +71,35 @@ async def test_a_server_without_room_hosts_no_new_match_and_its_players_play_on_
                 both.start_soon(third.join, "duel")
             assert second.url == third.url == ws_url(roomy)
             assert second.match == third.match and second.match in roomy.directory.matches
+
+
+async def test_the_newest_connection_of_a_player_wins_across_the_fleet(nursery, redis_server):
+    first = await start_server(nursery, redis_url=redis_server.url)
+    second = await start_server(nursery, redis_url=redis_server.url)
+    await _wait_for_fleet(first, second)
+    token = make_token("twice", name="twice")
+    async with (
+        connect(ws_url(first), name="twice", token=token) as older,
+        connect(ws_url(second), name="twice", token=token) as newer,  # connects after the older one
+    ):
+        reason = await older.receive_until_closed(timeout=3)
+        assert reason.code == 4002 and "another server" in reason.reason
+        assert newer.authenticated is not None
+        await newer.join("ffa")  # and the newer one plays
+
+
+async def test_a_resume_on_another_server_of_the_fleet_is_sent_to_the_seat(nursery, redis_server):
+    first = await start_server(nursery, redis_url=redis_server.url)
+    second = await start_server(nursery, redis_url=redis_server.url)
+    await _wait_for_fleet(first, second)
+    token = make_token("roamer", name="roamer")
+    async with connect(ws_url(first), name="roamer", token=token) as roamer:
+        joined = await roamer.join("ffa")
+        host_url, resume_token = roamer.url, roamer.resume_token
+        await trio.sleep(0.3)  # the host records the seat in Redis at its next round (every 0.1 s)
+        await roamer.drop_connection()
+    elsewhere = next(ws_url(s) for s in (first, second) if ws_url(s) != host_url)
+    async with connect(elsewhere, name="roamer", token=token) as back:
+        resumed = await back.resume(resume_token)  # told `moved`, it goes to the host and resumes there
+        assert back.url == host_url
+        assert resumed.resumed and resumed.match == joined.match and resumed.player == joined.player

@@ -107,6 +107,51 @@ async def test_two_workers_are_one_fleet_and_sigterm_stops_them_and_their_redis(
             group.process.stdout.close()
 
 
+async def test_sighup_restarts_the_workers_one_by_one_and_the_match_moves_and_goes_on(tmp_path):
+    port = free_consecutive_ports(2)
+    group = start_server_process(
+        "--workers", "2", "--port", str(port), "--queue-wait", "0.3", "--no-bots", "--no-replays",
+        "--data-dir", str(tmp_path),
+    )  # fmt: skip
+    try:
+        await wait_for_workers(port, 2)
+        workers_before = set(children_of(group.process.pid))
+        async with (
+            connect(f"ws://127.0.0.1:{port}/ws", name="alice") as alice,
+            connect(f"ws://127.0.0.1:{port + 1}/ws", name="bob") as bob,
+        ):
+            async with trio.open_nursery() as both:
+                both.start_soon(alice.join, "duel")
+                both.start_soon(bob.join, "duel")
+            match_id, players = alice.match, {alice: alice.player, bob: bob.player}
+            group.process.send_signal(signal.SIGHUP)
+            moves = 0
+            with trio.move_on_after(25):  # two drains and restarts, REJOIN_SECONDS after each
+                while True:
+                    for client in (alice, bob):
+                        with trio.move_on_after(0.05):
+                            await client.receive()
+                        if client.moved is not None:
+                            moves += client is alice
+                            joined = await client.follow_move()
+                            assert joined.match == match_id and joined.player == players[client]
+                    restarted = set(children_of(group.process.pid)) - workers_before
+                    if len(restarted) == 2 and moves:
+                        break
+            assert moves >= 1, "the match never moved"
+            assert len(set(children_of(group.process.pid)) - workers_before) == 2, "not every worker was restarted"
+            tick = alice.view.tick if alice.view else 0
+            with trio.fail_after(5):  # still one match, still playing
+                while alice.view is None or alice.view.tick < tick + 10:
+                    await alice.receive()
+            assert alice.match == bob.match == match_id
+    finally:
+        group.process.terminate()
+        group.process.wait(timeout=30)
+        if group.process.stdout:
+            group.process.stdout.close()
+
+
 def test_workers_without_a_fixed_port_or_with_a_bad_count_are_refused_with_what_to_give():
     for options, says in (
         (["--workers", "2", "--port", "0"], "fixed --port"),
