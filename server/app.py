@@ -228,9 +228,11 @@ class ArenaServer:
 
         `task_status.started` reports this server once it listens (`port` is then the bound port).
         """
+        fleet_secret = None
         if self.config.redis_url is not None and self.authenticator.makes_its_own_secret:
             # every server of the fleet must accept the guest tokens any of them signs
-            self.authenticator.use_shared_secret(await shared_secret(self.config.redis_url))
+            fleet_secret = await shared_secret(self.config.redis_url)
+            self.authenticator.use_shared_secret(fleet_secret)
         try:
             listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         except OSError as error:
@@ -243,6 +245,7 @@ class ArenaServer:
                 server_id=new_server_id(),
                 public_url=self.config.public_url or f"{scheme}://{self.config.host}:{self.port}/ws",
                 entry=self._fleet_entry,
+                secret=fleet_secret,
             )
         async with trio.open_nursery() as nursery:
             self._directory = InMemoryMatchDirectory(

@@ -100,6 +100,9 @@ class FleetPresence:
     server_id: str
     public_url: str
     entry: Callable[[], dict[str, Any]]
+    secret: str | None = None
+    """The fleet's token secret this server took from Redis, put back at every heartbeat if it is missing there
+    (Redis restarted empty: servers started after that must sign with the same one)."""
     view: FleetView = attrs.field(factory=FleetView, init=False)
     started: float = attrs.field(factory=time.time, init=False)
     _reachable: bool | None = attrs.field(default=None, init=False)
@@ -148,6 +151,8 @@ class FleetPresence:
         with trio.move_on_after(REDIS_TIMEOUT_SECONDS):
             try:
                 await client.set(key, json.dumps(entry), ex=PRESENCE_TTL_SECONDS)
+                if self.secret is not None:
+                    await client.set(SECRET_KEY, self.secret, condition=coredis.PureToken.NX)
                 servers = await self._read_servers(client)
             except REDIS_FAILURES as error:
                 failure = str(error) or type(error).__name__

@@ -14,7 +14,7 @@ import trio
 from bots.client import RefusedError, connect, guest_token, http_request
 from server.auth import AuthConfig
 from server.fleet import HEARTBEAT_SECONDS, PRESENCE_TTL_SECONDS
-from server.messages import PROTOCOL_VERSION, Hello, ListMatches, Matches
+from server.messages import PROTOCOL_VERSION, Hello, ListMatches, Matches, Queue, Reserved
 from tests.browser.conftest import start_server_process
 from tests.conftest import start_server, ws_url
 
@@ -86,15 +86,32 @@ async def test_redis_going_away_and_back_costs_the_running_match_nothing(nursery
         assert listed["fleet"] is False and [match["local"] for match in listed["matches"]] == [True]
         assert server.health()["fleet"]["redis"] == "unreachable"
         assert any("cannot be reached" in record.getMessage() for record in caplog.records)
-        # the match ticks on meanwhile: the player keeps getting states
-        with trio.fail_after(3):
-            while (player.view.tick if player.view else 0) < tick_when_cut + 30:
-                await player.receive()
-        redis_server.start()
+        assert server.health()["matchmaking"]["status"].startswith("paused: Redis cannot be reached")
+        async with connect(ws_url(server), name="patient") as patient:
+            await patient.send(Queue(mode="duel"))
+            # the match ticks on meanwhile: the player keeps getting states; no match is formed for the queue
+            with trio.fail_after(3):
+                while (player.view.tick if player.view else 0) < tick_when_cut + 45:
+                    await player.receive()
+            assert not any(isinstance(message, Reserved) for message in await _drain(patient))
+            redis_server.start()  # empty: the server writes its player's ticket there again, and matchmaking goes on
+            reserved = await patient.receive_until(lambda m: m if isinstance(m, Reserved) else None, timeout=8)
+            assert reserved.mode == "duel"
         with trio.fail_after(3 * HEARTBEAT_SECONDS + 5):
             while not server.fleet.view.connected:
                 await player.receive()
         assert (await _matches(server.port))["fleet"] is True
+        assert server.health()["matchmaking"]["status"] == "ok"
+
+
+async def _drain(client) -> list:
+    """The messages that have arrived for `client` (without waiting for more)."""
+    received = []
+    while True:
+        with trio.move_on_after(0.05) as waited:
+            received.append(await client.receive())
+        if waited.cancelled_caught:
+            return received
 
 
 async def test_a_guest_token_from_one_server_of_the_fleet_is_good_on_another(nursery, redis_server):
@@ -109,6 +126,13 @@ async def test_a_guest_token_from_one_server_of_the_fleet_is_good_on_another(nur
         await stranger.send(Hello(protocol=PROTOCOL_VERSION, token=token, name="traveller"))
         closed = await stranger.receive_until_closed()
     assert closed.code == 1008 and "signature" in closed.reason
+    # Redis restarts empty: the running servers put the secret back, so a server started after that agrees
+    redis_server.stop()
+    redis_server.start()
+    await trio.sleep(2 * HEARTBEAT_SECONDS)
+    late = await start_server(nursery, redis_url=redis_server.url, auth=AuthConfig())
+    async with connect(ws_url(late), name="traveller", token=token) as player:
+        assert player.authenticated is not None
 
 
 def test_without_redis_a_server_that_needs_the_fleets_secret_says_so(tmp_path):
