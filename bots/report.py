@@ -29,6 +29,8 @@ COUNT_KEYS = (
     "resumes",
     "resumes_after_the_end",
     "moves",
+    "resume_servers_unreachable",
+    "queued_at_the_end",
     "inputs_sent",
     "updates",
     "bytes_received",
@@ -54,14 +56,15 @@ TIMELINE_WORST = ("input_ack_ms_p50", "input_ack_ms_p99", "rtt_ms_p50", "rtt_ms_
 def merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One raw record from several processes' (timelines are added second by second)."""
     merged: dict[str, Any] = {"tick_rate": max((part["tick_rate"] for part in parts), default=0)}
+    # a part written by an older swarm may lack a newer key (moves): it counts as none
     for key in LIST_KEYS:
-        merged[key] = [value for part in parts for value in part[key]]
+        merged[key] = [value for part in parts for value in part.get(key, ())]
     for key in COUNT_KEYS:
-        merged[key] = sum(part[key] for part in parts)
+        merged[key] = sum(part.get(key, 0) for part in parts)
     for key in COUNTER_KEYS:
         total: Counter[str] = Counter()
         for part in parts:
-            total.update(part[key])
+            total.update(part.get(key, {}))
         merged[key] = dict(total)
     merged["matches"] = sorted({match for part in parts for match in part["matches"]})
     merged["chaos_events"] = sorted(event for part in parts for event in part.get("chaos_events", []))
@@ -106,6 +109,7 @@ def build_report(raw: dict[str, Any], *, config: dict[str, Any], seconds: float)
             "queue_attempts": raw["queue_attempts"],
             "joins": raw["joins"],
             "match_start_success_rate": _ratio(raw["joins"], raw["queue_attempts"]),
+            "still_queued_at_the_end": raw.get("queued_at_the_end", 0),
             "queue_seconds": quantiles(raw["queue_seconds"], 0.5, 0.95, 0.99),
             "matches_joined": len(raw["matches"]),
             "refusals": raw["refusals"],
@@ -122,6 +126,7 @@ def build_report(raw: dict[str, Any], *, config: dict[str, Any], seconds: float)
         },
         "moves": {  # matches that moved to another server of the fleet while bots played (a server drained)
             "followed": raw.get("moves", 0),
+            "resumes_via_the_first_server": raw.get("resume_servers_unreachable", 0),
             "seconds_to_resume": quantiles(raw.get("move_seconds", []), 0.5, 0.99),
             "refusals": raw.get("moves_refused", {}),
         },

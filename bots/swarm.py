@@ -14,6 +14,7 @@ import math
 import random
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -82,6 +83,10 @@ class SwarmStats:
     move_seconds: list[float] = attrs.field(factory=list)
     """From `moved` to back in the match on the new server."""
     moves_refused: Counter[str] = attrs.field(factory=Counter)
+    queued_at_the_end: int = 0
+    """Bots still waiting for a seat when the run ended (not counted as queue attempts)."""
+    resume_servers_unreachable: int = 0
+    """Resumes that went through the starting server because the match's server could not be reached."""
     # latency and throughput
     rtt_ms: list[float] = attrs.field(factory=list)
     input_ack_ms: list[float] = attrs.field(factory=list)
@@ -130,6 +135,8 @@ class SwarmStats:
             "moves": self.moves,
             "move_seconds": self.move_seconds,
             "moves_refused": dict(self.moves_refused),
+            "resume_servers_unreachable": self.resume_servers_unreachable,
+            "queued_at_the_end": self.queued_at_the_end,
             "rtt_ms": self.rtt_ms,
             "input_ack_ms": self.input_ack_ms,
             "inputs_sent": self.inputs_sent,
@@ -208,6 +215,14 @@ class Swarm:
             try:
                 if bot.token is None:
                     bot.token = await guest_token(self.config.url, bot.name, source_address=bot.source_address)
+                if bot.resume_url is not None and bot.resume_url != self.config.url:
+                    try:  # the server hosting the match it dropped out of: gone, in a fleet, after a kill?
+                        probe = await trio.open_tcp_stream(*_host_and_port(bot.resume_url))
+                        await probe.aclose()
+                    except OSError:
+                        # then resume through the server it started from, which knows where the seat is now
+                        stats.resume_servers_unreachable += 1
+                        bot.resume_url = None
                 async with connect(
                     bot.resume_url or self.config.url,
                     name=bot.name,
@@ -272,8 +287,8 @@ class Swarm:
             elif bot.resume_token is not None:
                 if await self._resume(bot, client) != "seat":
                     continue  # refused, or the match ended meanwhile: queue for another
-            else:
-                await self._queue(client)
+            elif not await self._queue(client):
+                return "done"
             outcome = await self._play(bot, client)
             if outcome == "moved":  # the match went on at another server: follow it there
                 stats.moves += 1
@@ -300,13 +315,22 @@ class Swarm:
                 await client.receive_until(lambda m: m if isinstance(m, Left) else None, timeout=10)
         return "done"
 
-    async def _queue(self, client: ArenaClient) -> None:
+    async def _queue(self, client: ArenaClient) -> bool:
+        """Queue and take the seat; False if the run ended while the bot still waited for one (not a failure:
+        not counted as an attempt)."""
         stats = self.stats
         stats.queue_attempts += 1
         stats.queued += 1
         started = trio.current_time()
         try:
-            reserved = await client.queue(self.config.mode, timeout=max(1.0, self.deadline - started))
+            try:
+                reserved = await client.queue(self.config.mode, timeout=max(1.0, self.deadline - started))
+            except trio.TooSlowError:
+                if trio.current_time() < self.deadline:
+                    raise
+                stats.queue_attempts -= 1
+                stats.queued_at_the_end += 1
+                return False
             await client.follow(reserved)
             await client.redeem(reserved.reservation, timeout=10)
         except RefusedError as refused:
@@ -318,6 +342,7 @@ class Swarm:
         stats.sample(stats.queue_seconds, trio.current_time() - started)
         if client.match is not None:
             stats.matches.add(client.match)
+        return True
 
     async def _resume(self, bot: _Bot, client: ArenaClient) -> str:
         """Resume after a drop: "seat" (back in the match), "ended" (the match ended meanwhile: the server sent
@@ -478,6 +503,11 @@ class Swarm:
             )
             previous_updates, previous_bytes = stats.updates, stats.bytes_received
             previous_resumes, previous_refused = stats.resumes, refused
+
+
+def _host_and_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "wss" else 80)
 
 
 _BOT_FAILURES = (

@@ -296,6 +296,8 @@ class ArenaServer:
             await self._shutdown_requested.wait()
             self.draining = True
             accepting.cancel()
+            if self.fleet is not None:
+                self.fleet.beat_now()
             if isinstance(self._matchmaking, FleetMatchmaking):
                 with trio.move_on_after(self.config.drain_timeout):
                     await self._matchmaking.hand_over_matches()
@@ -389,6 +391,8 @@ class ArenaServer:
             "reservations_expired": metrics.total(metrics.reservations_expired),
             "resumes": metrics.total(metrics.resumes),
             "resumes_refused": metrics.total(metrics.resumes_refused),
+            "resumes_after_a_move": metrics.total(metrics.resumes_after_a_move),
+            "matches_moved": metrics.total(metrics.matches_moved),
         }
         return {name: count for name, count in counts.items() if count}
 
@@ -1153,7 +1157,7 @@ class ArenaServer:
             match = self.directory.find_by_resume_token(token)
             if session.match is not match:
                 self._leave_current_match(session, reason="joined_another")
-            match.resume(session, subject, token)
+            after_a_move = match.resume(session, subject, token)
         except SeatError as error:
             if error.reason == "unknown_token" and isinstance(self._matchmaking, FleetMatchmaking):
                 session.nursery.start_soon(self._resume_elsewhere, session, subject, error, self._matchmaking)
@@ -1161,7 +1165,7 @@ class ArenaServer:
             self.metrics.resumes_refused.labels(reason=error.reason).inc()
             session.send_control(encode(Refused(request="resume", reason=str(error))))
             return
-        self.metrics.resumes.inc()
+        (self.metrics.resumes_after_a_move if after_a_move else self.metrics.resumes).inc()
 
     async def _resume_elsewhere(
         self, session: Session, subject: str, error: SeatError, fleet: FleetMatchmaking

@@ -107,6 +107,11 @@ class FleetPresence:
     started: float = attrs.field(factory=time.time, init=False)
     _reachable: bool | None = attrs.field(default=None, init=False)
     """Whether Redis answered the last heartbeat (None before the first): what was last logged."""
+    _beat_now: trio.Event = attrs.field(factory=trio.Event, init=False)
+
+    def beat_now(self) -> None:
+        """Heartbeat at once (this server just started draining: the fleet must stop placing matches here)."""
+        self._beat_now.set()
 
     def listing(self, local_matches: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
         """Every match of the fleet, each with its server's id and URL (and `local` for this server's own), and
@@ -132,7 +137,9 @@ class FleetPresence:
                 try:
                     while True:
                         await self._heartbeat(client, key)
-                        await trio.sleep(HEARTBEAT_SECONDS)
+                        with trio.move_on_after(HEARTBEAT_SECONDS):
+                            await self._beat_now.wait()
+                        self._beat_now = trio.Event()
                 finally:
                     with trio.move_on_after(REDIS_TIMEOUT_SECONDS) as scope:
                         scope.shield = True

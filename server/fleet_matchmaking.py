@@ -61,7 +61,7 @@ INBOX_PREFIX = "arena:inbox:"
 LEASE_MS = 3000
 TAKEN_SECONDS = 60
 """How long a taken ticket stays marked: its server does not write it back meanwhile."""
-UNANSWERED_SECONDS = 10.0
+UNANSWERED_SECONDS = 3.0
 """A ticket taken this long ago whose player heard nothing (its host died before telling it) is queued again."""
 INBOX_SECONDS = 30
 """An inbox nobody reads (its server is gone) expires this long after its last message."""
@@ -106,6 +106,12 @@ end
 return 0
 """
 """Take the matchmaker's lease, or renew it if this server holds it; 1 if this server holds it now."""
+
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+"""Give the lease up if this server holds it (it drains: another server forms matches from now on)."""
 
 
 @attrs.define(eq=False)
@@ -266,11 +272,16 @@ class FleetMatchmaking:
             try:
                 await self._write_players(redis)
                 await self._sync_tickets(redis)
-                self.leading = (
-                    bool(await redis.eval(HOLD_LEASE, keys=[LEADER_KEY], args=[self.server_id, LEASE_MS]))
-                    and self.presence.view.connected
-                )
-                self.round_trips["lease"] += 1
+                if not self.admitting():  # draining: matches are formed by another server
+                    if self.leading:
+                        await redis.eval(RELEASE_LEASE, keys=[LEADER_KEY], args=[self.server_id])
+                    self.leading = False
+                else:
+                    self.leading = (
+                        bool(await redis.eval(HOLD_LEASE, keys=[LEADER_KEY], args=[self.server_id, LEASE_MS]))
+                        and self.presence.view.connected
+                    )
+                    self.round_trips["lease"] += 1
                 if self.leading:
                     await self._form_matches(redis)
                 self._reached(True, "")
@@ -510,6 +521,10 @@ class FleetMatchmaking:
         now = trio.current_time()
         if mode is None:
             return
+        if order["t"] == "create" and not self.admitting():  # it drains since it was placed here: back in line
+            for seat in seats:
+                await self._post(seat["server"], {"t": "requeue", "subject": seat["subject"], "ticket": seat["ticket"]})
+            return
         if order["t"] == "create":
             if order["match"] in self.directory.matches:
                 return  # already made (an order read twice)
@@ -600,6 +615,7 @@ class FleetMatchmaking:
                 logger.warning(
                     "match %s stays here to finish: %s", match.id, adoption.reason, extra={"match": match.id}
                 )
+            self.metrics.matches_moved.labels(how="out" if adoption.url else "stayed").inc()
             handed.append(MatchHandOver(match.id, target if adoption.url else None, trio.current_time() - started))
         return handed
 
@@ -651,6 +667,7 @@ class FleetMatchmaking:
             reason = str(error)
             logger.warning("fleet: not adopting match %s from server %s: %s", match_id, source, reason)
         else:
+            self.metrics.matches_moved.labels(how="in").inc()
             logger.info("match %s adopted from server %s at tick %d", match_id, source, saved.state.tick)
         await redis.delete([CHECKPOINT_PREFIX + match_id])
         answer = {"t": "not_adopted" if reason else "adopted", "match": match_id, "url": self.presence.public_url}

@@ -115,6 +115,8 @@ class Seat:
 
     held_until: float | None = None
     """While the connection is gone: when the seat is released (trio time)."""
+    moved_here: bool = False
+    """The seat came with its match from another server, and its player has not resumed it here yet."""
 
     @property
     def status(self) -> str:
@@ -249,8 +251,9 @@ class Match:
         self._attach(seat, session, resumed=False)
         logger.info("match %s: %s joined as player %d", self.id, session.name, player_id, extra={**session.log_fields})
 
-    def resume(self, session: Session, subject: str, token: str) -> None:
-        """Give a held seat back to its player, on a new connection.
+    def resume(self, session: Session, subject: str, token: str) -> bool:
+        """Give a held seat back to its player, on a new connection; True if this is the seat's first resume
+        since the match moved here from another server (the player followed `moved`, no connection dropped).
 
         Raises:
             SeatError: if the token is not this match's, is another player's, or its window has passed, or the
@@ -276,6 +279,8 @@ class Match:
             )
         self._attach(seat, session, resumed=True, resumed_with=token)
         logger.info("match %s: player %d resumed", self.id, seat.player_id, extra=session.log_fields)
+        followed_a_move, seat.moved_here = seat.moved_here, False
+        return followed_a_move
 
     def take_over(self, old: Session, new: Session) -> None:
         """Move a seat to a newer connection of the same player (the older one is being closed)."""
@@ -446,6 +451,7 @@ class Match:
                 resume_token=saved.resume_token,
                 previous_token=saved.previous_token,
                 held_until=held_until if saved.subject is not None else None,
+                moved_here=saved.subject is not None,
             )
 
     def end(self) -> None:

@@ -83,6 +83,19 @@ class Metrics:
             registry=registry,
         )
         self.resumes_refused = Counter("arena_resume_refusals", "Refused resumes", ["reason"], registry=registry)
+        self.resumes_after_a_move = Counter(
+            "arena_resumes_after_a_move",
+            "First resumes of the seats of matches that moved here from a draining server (not in resumes)",
+            registry=registry,
+        )
+        self.matches_moved = Counter(
+            "arena_matches_moved",
+            "Matches handed over, by how it went: out (to another server), in (adopted here), stayed (none took it)",
+            ["how"],
+            registry=registry,
+        )
+        for how in ("out", "in", "stayed"):
+            self.matches_moved.labels(how=how)
         self.auth_failures = Counter(
             "arena_auth_failures", "Refused tokens, by where they were sent", ["where"], registry=registry
         )

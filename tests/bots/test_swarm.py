@@ -56,6 +56,48 @@ async def test_a_swarm_with_chaos_reports_what_the_server_counted(server_factory
     assert "Arena bot swarm" in render_html(report, [])
 
 
+async def test_a_swarm_against_a_fleet_with_chaos_and_a_drain_reports_what_the_servers_counted(
+    server_factory, redis_server
+):
+    home, other = [
+        await server_factory(modes=(QUICK_FFA,), resume_window=10.0, redis_url=redis_server.url) for _ in range(2)
+    ]
+    with trio.fail_after(5):
+        while not all(server.fleet.view.connected and len(server.fleet.view.servers) == 2 for server in (home, other)):
+            await trio.sleep(0.05)
+    chaos = parse_chaos("drop=0.03,leave=0.02")
+    config = SwarmConfig(url=ws_url(home), count=40, ramp_per_second=40, duration=16, chaos=chaos, seed=11)
+    hosted_by_other: set[str] = set()
+
+    async def drain_other_midway() -> None:
+        await trio.sleep(8)
+        hosted_by_other.update(other.directory.matches)
+        other.shutdown()  # a deploy: its matches move to `home`, and the swarm follows them there
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain_other_midway)
+        stats = await Swarm(config).run()
+    with trio.fail_after(10):
+        while home.health()["connections"] > 0:
+            await trio.sleep(0.1)
+    report = build_report(stats.raw(), config={"count": 40, "mode": "ffa"}, seconds=stats.elapsed())
+    counters = [server.health()["counters"] for server in (home, other)]
+
+    assert hosted_by_other, "the fleet placed no match on the second server"
+    assert report["moves"]["followed"] >= 1 and not report["moves"]["refusals"], report["moves"]
+    assert 1 <= report["matchmaking"]["matches_joined"] <= sum(c["matches_formed"] for c in counters)
+    assert report["matchmaking"]["match_start_success_rate"] > 0.9
+    assert report["chaos"].get("drop", 0) >= 3
+    # every seat taken back, after a drop or after following the match: a seat whose player dropped before the
+    # match moved is taken back on the adopter, which counts it with the moved ones
+    taken_back = sum(c.get("resumes", 0) + c.get("resumes_after_a_move", 0) for c in counters)
+    assert report["resume"]["succeeded"] + report["moves"]["followed"] == taken_back > 0
+    assert report["resume"]["refused"] == sum(c.get("resumes_refused", 0) for c in counters)
+    assert counters[1].get("matches_moved", 0) == len(hosted_by_other)  # each moved (none stayed)
+    assert report["errors"]["total"] == 0, report["errors"]
+    assert report["updates"]["rate_to_tick_rate"] > 0.7
+
+
 def test_slos_are_read_with_units_and_checked_against_the_report():
     slos = parse_slos("resume_success>=0.99, queue_p95<5s, input_ack_p99<200ms, rtt_p50<0.1s")
     assert [slo.value for slo in slos] == [0.99, 5.0, 200.0, 100.0]
