@@ -25,7 +25,6 @@ import math
 import os
 import resource
 import socket
-import sqlite3
 import ssl
 import time
 from collections import Counter, deque
@@ -43,6 +42,7 @@ from server.config import ServerConfig
 from server.directory import InMemoryMatchDirectory
 from server.fleet import REDIS_FAILURES, FleetPresence, new_server_id, shared_secret
 from server.fleet_matchmaking import FleetMatchmaking
+from server.fleet_ratings import RedisRatingStore
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
 from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
 from server.match import Match, SeatError, TickStatistics, percentile_ms
@@ -74,7 +74,7 @@ from server.messages import (
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import Metrics
 from server.proxies import client_address, is_trusted, parse_networks
-from server.ratings import SqliteRatingStore, rate_match
+from server.ratings import AsyncRatingStore, RatingStoreUnavailable, SqliteRatingStore, ThreadedRatings, rate_match
 from server.reader import SocketReader
 from server.recording import REPLAY_ID, list_replays
 from server.recording import SUFFIX as REPLAY_SUFFIX
@@ -167,8 +167,8 @@ class ArenaServer:
     _origins: OriginPolicy = attrs.field(init=False)
     _trusted_proxies: tuple[Any, ...] = attrs.field(init=False)
     _metrics_networks: tuple[Any, ...] = attrs.field(init=False)
-    ratings: SqliteRatingStore | None = attrs.field(default=None, init=False)
-    """The skill ratings (None without --data-dir)."""
+    ratings: AsyncRatingStore | None = attrs.field(default=None, init=False)
+    """The skill ratings: in the fleet's Redis with --redis, else in --data-dir (None without either)."""
     _rating_model: PlackettLuce = attrs.field(factory=PlackettLuce, init=False)
     _replay_renderer: trio.Semaphore = attrs.field(factory=lambda: trio.Semaphore(1), init=False)
     _history: deque[dict[str, float | int | None]] = attrs.field(
@@ -205,7 +205,10 @@ class ArenaServer:
         self._frame_limits = config.frame_limits()
         self._origins = OriginPolicy.from_options(config.allowed_origins)
         if config.data_dir is not None:
-            self.ratings = SqliteRatingStore(config.data_dir / RATINGS_FILE)
+            if config.redis_url is not None:
+                self.ratings = RedisRatingStore(config.redis_url)
+            else:
+                self.ratings = ThreadedRatings(SqliteRatingStore(config.data_dir / RATINGS_FILE))
         self._trusted_proxies = parse_networks(config.trusted_proxies)
         self._metrics_networks = parse_networks(config.metrics_from, option="--metrics-from")
         if (config.tls_cert is None) != (config.tls_key is None):
@@ -278,6 +281,8 @@ class ArenaServer:
 
             self._open_reserve_fd()
             await nursery.start(self._timers.run)
+            if isinstance(self.ratings, RedisRatingStore):
+                await nursery.start(self.ratings.run)
             nursery.start_soon(self._socket_reader.run)
             if self.fleet is not None:
                 await nursery.start(self.fleet.run)
@@ -780,12 +785,20 @@ class ArenaServer:
             await respond(stream, connection, 404, b"this server keeps no ratings (--data-dir)\n")
             return
         if path == "/leaderboard":
-            top = await trio.to_thread.run_sync(store.leaderboard, LEADERBOARD_SIZE)
+            try:
+                top = await store.leaderboard(LEADERBOARD_SIZE)
+            except RatingStoreUnavailable as error:
+                await respond_json(stream, connection, 503, {"error": f"{error}; try again shortly"})
+                return
             leaderboard = [{"rank": index, **rating.public()} for index, rating in enumerate(top, start=1)]
             await respond_json(stream, connection, 200, {"leaderboard": leaderboard}, head_only=head_only)
             return
         subject = path[len("/players/") :]
-        found = (await trio.to_thread.run_sync(store.get_many, [subject])).get(subject) if subject else None
+        try:
+            found = (await store.get_many([subject])).get(subject) if subject else None
+        except RatingStoreUnavailable as error:
+            await respond_json(stream, connection, 503, {"error": f"{error}; try again shortly"})
+            return
         if found is None:
             await respond_json(stream, connection, 404, {"error": f"no rated player {subject[:80]!r}"})
             return
@@ -798,8 +811,8 @@ class ArenaServer:
             return
         subject = session.identity.subject
         try:
-            found = (await trio.to_thread.run_sync(store.get_many, [subject])).get(subject)
-        except sqlite3.Error as error:
+            found = (await store.get_many([subject])).get(subject)
+        except RatingStoreUnavailable as error:
             logger.warning("could not read the rating of %s: %s", subject, error, extra=session.log_fields)
             return
         if found is not None:
@@ -814,10 +827,10 @@ class ArenaServer:
         if len(subjects) < 2:
             return  # beating bots proves nothing
         try:
-            before = await trio.to_thread.run_sync(store.get_many, list(subjects.values()))
+            before = await store.get_many(list(subjects.values()))
             results = rate_match(self._rating_model, lines, subjects, before)
-            await trio.to_thread.run_sync(store.save, [after for _, after in results])
-        except sqlite3.Error as error:
+            await store.save([after for _, after in results])
+        except RatingStoreUnavailable as error:
             logger.error("match %s: ratings not saved: %s", match.id, error, extra={"match": match.id})
             return
         for old, new in results:

@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             redis_url=args.redis,
             public_url=args.public_url,
+            data_dir=Path(args.data_dir),
         )
     listen_error: ListenError | None = None
     fleet_error: FleetUnavailableError | None = None

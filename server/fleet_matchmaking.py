@@ -242,7 +242,12 @@ class FleetMatchmaking:
             status = "paused: Redis cannot be reached; players stay queued here until it can"
         else:
             status = "ok"
-        return {"status": status, "leading": self.leading, "fleet_queued": len(self._fleet_tickets)}
+        return {
+            "status": status,
+            "leading": self.leading,
+            "fleet_queued": len(self._fleet_tickets),
+            "redis_round_trips": dict(self.round_trips),
+        }
 
     # ----- the rounds -----
 
@@ -418,7 +423,12 @@ class FleetMatchmaking:
             directory=placement, modes=list(self.modes.values()), reservation_seconds=self.reservation_seconds
         )
         by_subject = {}
+        alive = {server.get("id") for server in self.presence.view.servers} | {self.server_id}
         for entry in self._fleet_tickets:
+            if entry["server"] not in alive:  # its server is gone (killed): so is its player's connection
+                await redis.eval(DROP_TICKET, keys=[TICKETS_KEY], args=[entry["subject"], entry["wire"]])
+                self.round_trips["cancel"] += 1
+                continue
             if entry["mode"] in self.modes:
                 deciding.enqueue(entry["subject"], entry["mode"], now=entry["queued_at"], rating=entry["rating"])
                 by_subject[entry["subject"]] = entry

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
+import trio
 from openskill.models import PlackettLuce
 
 from game import ScoreLine
@@ -62,6 +63,51 @@ class RatingStore(Protocol):
 
 class RatingStoreError(Exception):
     """The rating store cannot be used; the message says what is wrong and what to do."""
+
+
+class RatingStoreUnavailable(Exception):
+    """A read or a write of ratings failed (a locked file, Redis unreachable); the message says why."""
+
+
+class AsyncRatingStore(Protocol):
+    """What the server uses: a rating store it awaits, so that no tick waits on it (SQLite here, read and written
+    from worker threads; Redis in a fleet: server.fleet_ratings). Each method raises RatingStoreUnavailable."""
+
+    async def get_many(self, subjects: Sequence[str]) -> dict[str, Rating]: ...
+
+    async def save(self, ratings: Sequence[Rating]) -> None: ...
+
+    async def leaderboard(self, limit: int) -> list[Rating]: ...
+
+    def close(self) -> None: ...
+
+
+@attrs.define(eq=False)
+class ThreadedRatings:
+    """A SqliteRatingStore awaited: each call runs in a worker thread."""
+
+    store: SqliteRatingStore
+
+    async def get_many(self, subjects: Sequence[str]) -> dict[str, Rating]:
+        try:
+            return await trio.to_thread.run_sync(self.store.get_many, list(subjects))
+        except sqlite3.Error as error:
+            raise RatingStoreUnavailable(f"the rating store: {error}") from None
+
+    async def save(self, ratings: Sequence[Rating]) -> None:
+        try:
+            await trio.to_thread.run_sync(self.store.save, list(ratings))
+        except sqlite3.Error as error:
+            raise RatingStoreUnavailable(f"the rating store: {error}") from None
+
+    async def leaderboard(self, limit: int) -> list[Rating]:
+        try:
+            return await trio.to_thread.run_sync(self.store.leaderboard, limit)
+        except sqlite3.Error as error:
+            raise RatingStoreUnavailable(f"the rating store: {error}") from None
+
+    def close(self) -> None:
+        self.store.close()
 
 
 class SqliteRatingStore:

@@ -3,7 +3,8 @@
 Rules: worker k is `arena serve` with the same options, listening on `--port` + k, its public URL from
 `--public-url` with `{worker}` and `{port}` filled in (default: ws://HOST:PORT/ws). They share one Redis: the one
 `--redis` names, or, with none, a `redis-server` this process starts on a private unix socket (in a directory only
-this user can enter, nothing saved to disk) and stops when it stops. A worker that dies is started again after
+this user can enter; what it holds kept in `--data-dir`/redis, so that ratings outlive a restart) and stops when it
+stops. A worker that dies is started again after
 `RESTART_DELAY_SECONDS` (its players resume elsewhere or queue again, as after any server's death); one that keeps
 dying within `FAST_DEATH_SECONDS` of its start `MAX_FAST_DEATHS` times stops the whole group with exit status 1.
 SIGINT or SIGTERM is passed on to every worker, which drain as one server would; then Redis is stopped. SIGHUP
@@ -60,6 +61,9 @@ class PrivateRedis:
     started again on the same socket."""
 
     directory: Path
+    persist_in: Path | None = None
+    """Where Redis keeps an append-only file of what it holds (the fleet's ratings) across restarts; None: nothing
+    is kept."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,7 +87,12 @@ class PrivateRedis:
                 "redis-server) or give --redis URL"
             )
         command = [binary, "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700"]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory), "--loglevel", "warning"]
+        if self.persist_in is None:
+            command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        else:
+            self.persist_in.mkdir(parents=True, exist_ok=True)
+            command += ["--save", "", "--appendonly", "yes", "--dir", str(self.persist_in)]
+        command += ["--loglevel", "warning"]
         log = self.directory / "redis.log"
         with log.open("ab") as output:
             self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
@@ -158,7 +167,14 @@ def worker_command(
 
 
 def run_workers(
-    options: Sequence[str], *, count: int, host: str, port: int, redis_url: str | None, public_url: str | None
+    options: Sequence[str],
+    *,
+    count: int,
+    host: str,
+    port: int,
+    redis_url: str | None,
+    public_url: str | None,
+    data_dir: Path | None = None,
 ) -> int:
     """Run `count` workers until a signal (see the module's rules); returns the exit status.
 
@@ -171,7 +187,7 @@ def run_workers(
     with tempfile.TemporaryDirectory(prefix="arena-redis-") as directory:
         if redis_url is None:
             os.chmod(directory, 0o700)
-            redis = PrivateRedis(Path(directory))
+            redis = PrivateRedis(Path(directory), persist_in=data_dir / "redis" if data_dir is not None else None)
             try:
                 redis.start()
             except WorkersError as error:

@@ -113,3 +113,26 @@ async def test_players_of_a_finished_match_are_rated_and_told(server_factory, tm
 
 async def test_without_a_data_dir_there_are_no_ratings(server):
     assert (await http_get(server.port, "/leaderboard")).status == 404
+
+
+async def test_in_a_fleet_ratings_live_in_redis_and_every_server_shows_the_same(server_factory, tmp_path, redis_server):
+    seed = seed_where_player_1_can_kill_player_2_from_spawn()
+    servers = [
+        await server_factory(data_dir=tmp_path / name, seed=seed, kill_limit=1, redis_url=redis_server.url)
+        for name in ("a", "b")
+    ]
+    url = ws_url(servers[0])
+    async with connect(url, name="winner") as winner, connect(url, name="loser") as loser:
+        await winner.join()
+        joined = await loser.join()
+        await winner.receive_until(lambda m: True if joined.player in winner.view.entities["players"] else None)
+        target = winner.view.entities["players"][joined.player]
+        await winner.send_input(aim=aim_at(winner.me(), target), fire=True)
+        won = await winner.receive_until(lambda m: m if isinstance(m, Rated) else None, timeout=10)
+    boards = [(await http_get(server.port, "/leaderboard")).json()["leaderboard"] for server in servers]
+    assert boards[0] == boards[1] and [entry["name"] for entry in boards[0]] == ["winner", "loser"]
+    assert boards[0][0]["rating"] == won.rating
+    for server in servers:  # the same player, the same rating, on either server
+        player = (await http_get(server.port, f"/players/{boards[0][0]['player']}")).json()
+        assert player["rating"] == won.rating and player["matches"] == 1
+    assert not any(path.exists() for path in (tmp_path / "a" / "ratings.sqlite3", tmp_path / "b" / "ratings.sqlite3"))
