@@ -4,6 +4,7 @@ from worker 0, is sent to worker 1 by `reserved`, plays there, and resumes there
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 
@@ -12,7 +13,7 @@ import trio
 from bots.client import connect, http_request
 from server.messages import Leave, Left
 from tests.browser.test_client import FAST_QUEUE, start_two_players, wait_for
-from tests.server.test_workers import free_consecutive_ports, health, wait_for_workers
+from tests.server.test_workers import children_of, free_consecutive_ports, health, wait_for_workers
 
 
 class BotPair:
@@ -101,3 +102,25 @@ def test_a_page_from_worker_0_plays_on_worker_1_and_resumes_there(server_process
     assert not alice.errors and not bob.errors, (alice.errors, bob.errors)
     for pair in pairs:
         pair.leave()
+
+
+def test_a_deploy_moves_the_pages_match_and_they_play_on_with_their_scores(server_process, open_page, artifacts):
+    port = free_consecutive_ports(2)
+    group = server_process("--workers", "2", "--port", str(port), *FAST_QUEUE, "--no-replays")
+    trio.run(wait_for_workers, port, 2)
+    workers_before = set(children_of(group.process.pid))
+    alice, bob = start_two_players(open_page, f"http://127.0.0.1:{port}")
+    match_id = alice.page.evaluate("window.arena.matchId")
+    ids = [page.page.evaluate("window.arena.playerId") for page in (alice, bob)]
+    group.process.send_signal(signal.SIGHUP)  # `systemctl reload`: each worker drains and starts again in turn
+    _wait_until(lambda: len(set(children_of(group.process.pid)) - workers_before) == 2, "both workers restarted", 40)
+    for page, player_id in zip((alice, bob), ids, strict=True):
+        wait_for(page.page, "window.arena.connection === 'in_match'", timeout=15)
+        assert page.page.evaluate("window.arena.matchId") == match_id
+        assert page.page.evaluate("window.arena.playerId") == player_id
+        # the last worker to restart handed the match to worker 0, where it goes on
+        assert page.page.evaluate("window.arena.serverUrl") == f"ws://127.0.0.1:{port}/ws"
+    tick = alice.page.evaluate("window.arena.tick")
+    wait_for(alice.page, f"window.arena.tick > {tick} + 30")
+    alice.page.screenshot(path=str(artifacts / "workers-after-a-deploy.png"))
+    assert not alice.errors and not bob.errors, (alice.errors, bob.errors)

@@ -8,7 +8,7 @@ import trio
 
 from bots.client import ArenaClient, connect
 from server.app import ArenaServer
-from server.messages import Moved
+from server.messages import Moved, Spectate, Spectating
 from tests.conftest import start_server, ws_url
 from tests.server.test_fleet_matchmaking import _wait_for_fleet
 
@@ -21,11 +21,18 @@ async def _players(client: ArenaClient) -> dict[int, dict]:
 async def test_a_draining_server_hands_its_match_over_and_its_players_resume_on_the_adopter(nursery, redis_server):
     servers = [await start_server(nursery, redis_url=redis_server.url) for _ in range(2)]
     await _wait_for_fleet(*servers)
-    async with connect(ws_url(servers[0]), name="alice") as alice, connect(ws_url(servers[1]), name="bob") as bob:
+    async with (
+        connect(ws_url(servers[0]), name="alice") as alice,
+        connect(ws_url(servers[1]), name="bob") as bob,
+        connect(ws_url(servers[0]), name="watcher") as watcher,
+    ):
         async with trio.open_nursery() as both:
             both.start_soon(alice.join, "duel")
             both.start_soon(bob.join, "duel")
         host: ArenaServer = next(server for server in servers if ws_url(server) == alice.url)
+        await watcher.move_to(alice.url)
+        await watcher.send(Spectate(match=alice.match))
+        await watcher.receive_until(lambda m: m if isinstance(m, Spectating) else None)
         adopter = next(server for server in servers if server is not host)
         match_id = alice.match
         ids = {alice: alice.player, bob: bob.player}
@@ -66,6 +73,15 @@ async def test_a_draining_server_hands_its_match_over_and_its_players_resume_on_
             assert pause < 2.0, pause
         match = adopter.directory.matches[match_id]
         assert sorted(seat.player_id for seat in match.humans) == sorted(ids.values())
+        # the spectator was sent along too, and watches on there
+        with trio.fail_after(5):
+            while watcher.moved is None:
+                await watcher.receive()
+        assert watcher.moved == Moved(match=match_id, url=ws_url(adopter))
+        await watcher.move_to(watcher.moved.url)
+        await watcher.send(Spectate(match=match_id))
+        watching = await watcher.receive_until(lambda m: m if isinstance(m, Spectating) else None)
+        assert watching.match == match_id and watcher.url == ws_url(adopter)
         await alice.send_input(mx=-1)  # and it plays on there
         x_before = (await _players(alice))[ids[alice]]["x"]
         with trio.fail_after(5):
