@@ -553,6 +553,7 @@ class FleetMatchmaking:
                     )
                 return
             match.pending_reservations += len(seats)
+        by_server: dict[str, list[dict[str, str]]] = {}
         for seat in seats:
             reservation = Reservation(
                 id=seat["reservation"],
@@ -564,18 +565,20 @@ class FleetMatchmaking:
             )
             self._reservations.hold(reservation)
             self.metrics.queue_wait.labels(mode=mode.name).observe(seat["waited"])
+            by_server.setdefault(seat["server"], []).append(
+                {"subject": seat["subject"], "ticket": seat["ticket"], "reservation": reservation.id}
+            )
+        for server_id, told in by_server.items():  # one message per player's server
             tell = {
                 "t": "reserved",
-                "subject": seat["subject"],
-                "ticket": seat["ticket"],
+                "seats": told,
                 "match": order["match"],
                 "mode": mode.name,
-                "reservation": reservation.id,
                 "expires_in": self.reservation_seconds,
                 "url": self.presence.public_url,
                 "server": self.server_id,
             }
-            await self._post(seat["server"], tell)
+            await self._post(server_id, tell)
 
     # ----- moving matches (a draining server hands its matches to others) -----
 
@@ -684,21 +687,22 @@ class FleetMatchmaking:
         await self._post(source, {**answer, "reason": reason})
 
     def _reserved(self, message: dict[str, Any]) -> None:
-        """A host holds a seat for one of this server's players: tell the player, if it still waits for it."""
-        subject = str(message.get("subject"))
-        local = self._tickets.get(subject)
-        if local is None or local.ticket.id != message.get("ticket"):
-            return  # it cancelled, or queued again: the seat expires unused
-        del self._tickets[subject]
-        reservation = Reservation(
-            id=str(message["reservation"]),
-            match_id=str(message["match"]),
-            subject=subject,
-            mode=str(message["mode"]),
-            expires_at=trio.current_time() + float(message["expires_in"]),
-        )
+        """A host holds seats for players of this server: tell each player that still waits for it."""
         url = None if message.get("server") == self.server_id else str(message["url"])
-        self.send(subject, reserved_message(reservation, now=trio.current_time(), url=url))
+        for seat in message.get("seats") or ():
+            subject = str(seat.get("subject"))
+            local = self._tickets.get(subject)
+            if local is None or local.ticket.id != seat.get("ticket"):
+                continue  # it cancelled, or queued again: the seat expires unused
+            del self._tickets[subject]
+            reservation = Reservation(
+                id=str(seat["reservation"]),
+                match_id=str(message["match"]),
+                subject=subject,
+                mode=str(message["mode"]),
+                expires_at=trio.current_time() + float(message["expires_in"]),
+            )
+            self.send(subject, reserved_message(reservation, now=trio.current_time(), url=url))
 
 
 HEARTBEAT_PAUSE = 1.0
