@@ -31,6 +31,7 @@ COUNT_KEYS = (
     "moves",
     "resume_servers_unreachable",
     "queued_at_the_end",
+    "servers_went_away",
     "inputs_sent",
     "updates",
     "bytes_received",
@@ -127,6 +128,7 @@ def build_report(raw: dict[str, Any], *, config: dict[str, Any], seconds: float)
         "moves": {  # matches that moved to another server of the fleet while bots played (a server drained)
             "followed": raw.get("moves", 0),
             "resumes_via_the_first_server": raw.get("resume_servers_unreachable", 0),
+            "connections_closed_by_a_server_going_away": raw.get("servers_went_away", 0),
             "seconds_to_resume": quantiles(raw.get("move_seconds", []), 0.5, 0.99),
             "refusals": raw.get("moves_refused", {}),
         },

@@ -83,6 +83,8 @@ class SwarmStats:
     move_seconds: list[float] = attrs.field(factory=list)
     """From `moved` to back in the match on the new server."""
     moves_refused: Counter[str] = attrs.field(factory=Counter)
+    servers_went_away: int = 0
+    """Connections a server closed with 1001 as it shut down (its matches moved first): the bot reconnects."""
     queued_at_the_end: int = 0
     """Bots still waiting for a seat when the run ended (not counted as queue attempts)."""
     resume_servers_unreachable: int = 0
@@ -137,6 +139,7 @@ class SwarmStats:
             "moves_refused": dict(self.moves_refused),
             "resume_servers_unreachable": self.resume_servers_unreachable,
             "queued_at_the_end": self.queued_at_the_end,
+            "servers_went_away": self.servers_went_away,
             "rtt_ms": self.rtt_ms,
             "input_ack_ms": self.input_ack_ms,
             "inputs_sent": self.inputs_sent,
@@ -265,7 +268,10 @@ class Swarm:
         if isinstance(failure, ConnectionClosed):
             code = failure.reason.code if failure.reason is not None else 1006
             stats.close_codes[str(code)] += 1
-            stats.errors[f"closed by the server ({code})"] += 1
+            if code == 1001:  # the server is going away (a deploy): not a failure; back to the first server
+                stats.servers_went_away += 1
+            else:
+                stats.errors[f"closed by the server ({code})"] += 1
         elif isinstance(failure, RefusedError):
             stats.errors[f"refused: {failure}"] += 1
         elif isinstance(failure, trio.TooSlowError):

@@ -4,8 +4,9 @@
 Rules: every connection runs in its own task and nursery, so nothing one client does can stop another; a
 handler never lets an exception escape to the listener, and an error a client causes is answered with a status
 or close code and logged in one line below WARNING, never with a traceback; a client is known by its token
-before it may do anything; one identity has at most one connection (the newer one wins); shutting down stops
-accepting, closes every client with 1001 and waits at most `drain_timeout` for them.
+before it may do anything; one identity has at most one connection (the newer one wins, across a fleet too);
+shutting down stops accepting, hands every running match to another server of the fleet if there is one
+(server.fleet_matchmaking), closes every client with 1001 and waits at most `drain_timeout` for them.
 
 Admission, in order: the total and per-address connection caps (an address is the TCP peer's, or for a trusted
 proxy the address it forwards); then, for a WebSocket, the strict handshake and the Origin allowlist; then the
