@@ -160,6 +160,9 @@ class FleetMatchmaking:
     """Players seated here (match id, resume token) whose record in Redis is not written yet."""
     _adoptions: dict[str, Adoption] = attrs.field(factory=dict, init=False)
     """Matches this server handed to another, waiting for its answer, by id."""
+    _seated: list[tuple[float, str, str, str, int]] = attrs.field(factory=list, init=False)
+    """(wall time, server, match id, mode, seats) of the seats this server gave lately, in new matches and in
+    running ones: counted against the matches' open seats until their servers' reports include them."""
     round_trips: Counter[str] = attrs.field(factory=Counter, init=False)
     """Redis requests by purpose (`formed` counts matches formed here): docs/benchmarks.md divides them."""
 
@@ -418,7 +421,10 @@ class FleetMatchmaking:
             return
         now = time.time()
         self._placed = [placed for placed in self._placed if now - placed[0] < PLACED_MEMORY_SECONDS]
-        placement = Placement.of(self.presence, own_id=self.server_id, own_entry=self._own_entry(), placed=self._placed)
+        self._seated = [seated for seated in self._seated if now - seated[0] < PLACED_MEMORY_SECONDS]
+        placement = Placement.of(
+            self.presence, own_id=self.server_id, own_entry=self._own_entry(), placed=self._placed, seated=self._seated
+        )
         deciding = Matchmaker(
             directory=placement, modes=list(self.modes.values()), reservation_seconds=self.reservation_seconds
         )
@@ -460,6 +466,8 @@ class FleetMatchmaking:
             self.round_trips["formed"] += 1
             if order["t"] == "create":
                 self._placed.append((time.time(), host, placement.estimates[formed.match_id]))
+            seats = len(formed.reservations) + formed.bots
+            self._seated.append((time.time(), host, formed.match_id, formed.mode, seats))
             await self._post(host, order)
 
     def _own_entry(self) -> dict[str, Any]:
@@ -744,6 +752,10 @@ class Placement:
     """Match id -> the load it is expected to add to its server, for matches formed in this round."""
     _seats_given: Counter[str] = attrs.field(factory=Counter)
     _load: dict[str, float] = attrs.field(factory=dict)
+    _unreported_seats: Counter[str] = attrs.field(factory=Counter)
+    """Match id -> seats given lately that its server's report does not show yet."""
+    _unreported_matches: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+    """Match id -> (server, mode) of matches made lately that their servers' reports do not list yet."""
 
     @classmethod
     def of(
@@ -753,20 +765,31 @@ class Placement:
         own_id: str,
         own_entry: dict[str, Any],
         placed: list[tuple[float, str, float]] = (),  # type: ignore[assignment]
+        seated: list[tuple[float, str, str, str, int]] = (),  # type: ignore[assignment]
     ) -> Placement:
         """`placed`: (wall time, server, load) of matches placed lately, added to each server's reported load
-        unless that report was measured well after (it then counts them already)."""
+        unless that report was measured well after (it then counts them already); `seated`: (wall time, server,
+        match, mode, seats) of seats given lately, the same way against the matches' open seats."""
         servers = [server for server in presence.view.servers if server.get("id") != own_id]
         servers.append({**own_entry, "id": own_id})
         placement = cls(servers=servers)
+        reported_at = {server["id"]: float(server.get("at") or 0.0) for server in servers}
         for server in servers:
-            reported_at = float(server.get("at") or 0.0)
             pending = sum(
                 load
                 for at, where, load in placed
-                if where == server["id"] and at + MEASURED_AFTER_SECONDS > reported_at
+                if where == server["id"] and at + MEASURED_AFTER_SECONDS > reported_at[server["id"]]
             )
             placement._load[server["id"]] = float(server.get("load") or 0.0) + pending
+        listed = {match.get("id") for server in servers for match in server.get("matches") or ()}
+        for at, where, match_id, mode, seats in seated:
+            if where not in reported_at:
+                continue  # its server is gone
+            if match_id not in listed:
+                placement._unreported_matches[match_id] = (where, mode)
+                placement._unreported_seats[match_id] += seats
+            elif at + MEASURED_AFTER_SECONDS > reported_at[where]:
+                placement._unreported_seats[match_id] += seats
         return placement
 
     def host_of(self, match_id: str) -> str:
@@ -790,11 +813,23 @@ class Placement:
                 if match.get("mode") != mode.name or match.get("state") == "over":
                     continue
                 match_id = match.get("id")
-                if isinstance(match_id, str) and int(match.get("open_seats") or 0) > self._seats_given[match_id]:
-                    self._seats_given[match_id] += 1
-                    self.seated[match_id] = server["id"]
-                    return match_id
+                if not isinstance(match_id, str):
+                    continue
+                taken = self._seats_given[match_id] + self._unreported_seats[match_id]
+                if int(match.get("open_seats") or 0) > taken:
+                    return self._give_seat(match_id, server["id"])
+        for match_id, (server_id, match_mode) in self._unreported_matches.items():  # made lately, not listed yet
+            if (
+                match_mode == mode.name
+                and mode.max_players > self._unreported_seats[match_id] + self._seats_given[match_id]
+            ):
+                return self._give_seat(match_id, server_id)
         return None
+
+    def _give_seat(self, match_id: str, server_id: str) -> str:
+        self._seats_given[match_id] += 1
+        self.seated[match_id] = server_id
+        return match_id
 
     def has_room_for_a_match(self) -> bool:
         return any(True for _ in self._admitting())

@@ -215,6 +215,7 @@ class Match:
             else 0,
             "state": phase,
             "time_left": round(time_left, 1),
+            "load": round(self.tick_cost * self.rules.tick_rate, 4),
         }
 
     def has_room(self) -> bool:

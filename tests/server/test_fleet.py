@@ -40,11 +40,12 @@ async def test_every_server_lists_the_fleet_and_a_killed_one_drops_out(redis_ser
                 while True:
                     listed = await _matches(other.port)
                     remote = [match for match in listed["matches"] if not match["local"]]
-                    if remote:
+                    if remote and remote[0]["load"] > 0:  # listed, with what its ticks cost on its server
                         break
                     await trio.sleep(0.2)
             assert listed["fleet"] is True
             assert remote[0]["url"] == host_url and remote[0]["players"] == 1
+            assert remote[0]["open_seats"] == 0 if remote[0]["mode"] == "duel" else remote[0]["open_seats"] > 0
             own = await _matches(host.port)
             assert [match["local"] for match in own["matches"]] == [True]
             async with connect(f"ws://127.0.0.1:{other.port}/ws", name="asker") as asker:  # the same over WebSocket

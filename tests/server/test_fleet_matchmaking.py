@@ -103,3 +103,19 @@ async def test_a_resume_on_another_server_of_the_fleet_is_sent_to_the_seat(nurse
         resumed = await back.resume(resume_token)  # told `moved`, it goes to the host and resumes there
         assert back.url == host_url
         assert resumed.resumed and resumed.match == joined.match and resumed.player == joined.player
+
+
+async def test_drop_in_players_queueing_one_after_another_share_one_match_before_it_is_listed(nursery, redis_server):
+    first = await start_server(nursery, redis_url=redis_server.url)
+    second = await start_server(nursery, redis_url=redis_server.url)
+    await _wait_for_fleet(first, second)
+    async with (
+        connect(ws_url(first), name="early") as early,
+        connect(ws_url(second), name="late") as late,
+        connect(ws_url(first), name="later") as later,
+    ):
+        matches = []
+        for client in (early, late, later):  # each one a round or two after the other: faster than a heartbeat
+            matches.append((await client.join("ffa")).match)
+            await trio.sleep(0.15)
+        assert matches[0] == matches[1] == matches[2]
