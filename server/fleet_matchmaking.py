@@ -16,6 +16,12 @@ Rules:
   its reservations (so `join` is answered from memory there) and tells each player's server, which tells the
   player: `reserved` with the host's URL, or none if the player is connected to the host already.
 - Servers talk through per-server lists in Redis (`arena:inbox:<server>`, expiring when nobody reads them).
+- Players are the fleet's: each server records, per player, the server of its newest connection (the server of
+  an older one closes it with 4002) and the server hosting its seat (a resume elsewhere is sent there with
+  `moved`, or refused if that server is gone).
+- A server that drains hands each running match over (`hand_over_matches`): it holds the match still between two
+  ticks, writes its checkpoint (server.checkpoint) into Redis, and the server with the most room adopts it and
+  continues from that tick; then every player and spectator is sent `moved`. With no taker the match stays.
 - Nothing here runs on a tick's path. While Redis cannot be reached, matchmaking pauses (`health()` says so),
   players stay queued on their servers and running matches go on; it resumes by itself.
 """
