@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import trio
 from compare import FrameCounter, open_counter
 from fanout import arena_server, cpu_seconds
-from whole_game import HELD_MAX_LATENESS_P99_MS, HELD_MIN_TICK_RATE, RAMP_BATCH, TARGET_TICK_RATE, Player, play_all
+from whole_game import RAMP_BATCH, TARGET_TICK_RATE, Player, held, play_all
 
 from bots.client import guest_token, http_request
 from server.codec import decode_server, encode
@@ -144,14 +144,6 @@ async def measure(port: int, group_pid: int, workers: int, players: int, seconds
         "redis_cpu_percent": round(100 * sum(cpu[len(servers) :]) / elapsed, 1),
         "generator_cpu_percent": round(100 * generator_cpu / elapsed, 1),
     }
-
-
-def held(figures: dict) -> bool:
-    return (
-        figures["failures"] == 0
-        and figures["ticks_per_second_per_match"] >= HELD_MIN_TICK_RATE
-        and figures["tick_lateness_ms_p99"] < HELD_MAX_LATENESS_P99_MS
-    )
 
 
 def main() -> int:

@@ -21,6 +21,14 @@ from tests.conftest import start_server, ws_url
 FAST = ("--queue-wait", "0.3", "--no-replays", "--match-seconds", "300")
 
 
+def kill_all(servers: list) -> None:
+    for server in servers:
+        server.process.kill()
+        server.process.wait()
+        if server.process.stdout:
+            server.process.stdout.close()
+
+
 async def _matches(port: int) -> dict:
     _, body = await http_request(f"http://127.0.0.1:{port}", "GET", "/matches")
     return json.loads(body)
@@ -64,11 +72,7 @@ async def test_every_server_lists_the_fleet_and_a_killed_one_drops_out(redis_ser
             gone_after = time.monotonic() - killed_at
             assert gone_after <= PRESENCE_TTL_SECONDS + 2 * HEARTBEAT_SECONDS, gone_after
     finally:
-        for server in servers:
-            server.process.kill()
-            server.process.wait()
-            if server.process.stdout:
-                server.process.stdout.close()
+        kill_all(servers)
 
 
 async def test_redis_going_away_and_back_costs_the_running_match_nothing(nursery, redis_server, caplog):
@@ -187,8 +191,4 @@ async def test_after_kill_9_of_a_host_its_players_resumes_are_refused_as_gone_an
             assert back.url == survivor and back.match is not None
         assert refused_after <= PRESENCE_TTL_SECONDS + 2 * HEARTBEAT_SECONDS, refused_after
     finally:
-        for server in servers:
-            server.process.kill()
-            server.process.wait()
-            if server.process.stdout:
-                server.process.stdout.close()
+        kill_all(servers)

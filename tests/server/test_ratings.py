@@ -90,10 +90,9 @@ def test_arena_serve_with_a_damaged_store_says_so_and_exits(tmp_path):
     assert (tmp_path / "ratings.sqlite3").read_bytes().startswith(b"not a database")  # left for the operator
 
 
-async def test_players_of_a_finished_match_are_rated_and_told(server_factory, tmp_path):
-    seed = seed_where_player_1_can_kill_player_2_from_spawn()
-    server = await server_factory(data_dir=tmp_path, seed=seed, kill_limit=1)
-    url = ws_url(server)
+async def play_a_match_to_its_end(url: str) -> tuple[Rated, Rated]:
+    """ "winner" and "loser" join; the winner shoots the loser from spawn (the server's seed lets it, and its kill
+    limit is 1); returns the `rated` each of them is told."""
     async with connect(url, name="winner") as winner, connect(url, name="loser") as loser:
         await winner.join()
         joined = await loser.join()
@@ -102,6 +101,14 @@ async def test_players_of_a_finished_match_are_rated_and_told(server_factory, tm
         await winner.send_input(aim=aim_at(winner.me(), target), fire=True)
         won = await winner.receive_until(lambda m: m if isinstance(m, Rated) else None, timeout=10)
         lost = await loser.receive_until(lambda m: m if isinstance(m, Rated) else None, timeout=10)
+    return won, lost
+
+
+async def test_players_of_a_finished_match_are_rated_and_told(server_factory, tmp_path):
+    seed = seed_where_player_1_can_kill_player_2_from_spawn()
+    server = await server_factory(data_dir=tmp_path, seed=seed, kill_limit=1)
+    url = ws_url(server)
+    won, lost = await play_a_match_to_its_end(url)
     assert won.change > 0 > lost.change and won.matches == lost.matches == 1
     board = (await http_get(server.port, "/leaderboard")).json()["leaderboard"]
     assert [entry["name"] for entry in board] == ["winner", "loser"] and board[0]["rank"] == 1
@@ -122,13 +129,7 @@ async def test_in_a_fleet_ratings_live_in_redis_and_every_server_shows_the_same(
         for name in ("a", "b")
     ]
     url = ws_url(servers[0])
-    async with connect(url, name="winner") as winner, connect(url, name="loser") as loser:
-        await winner.join()
-        joined = await loser.join()
-        await winner.receive_until(lambda m: True if joined.player in winner.view.entities["players"] else None)
-        target = winner.view.entities["players"][joined.player]
-        await winner.send_input(aim=aim_at(winner.me(), target), fire=True)
-        won = await winner.receive_until(lambda m: m if isinstance(m, Rated) else None, timeout=10)
+    won, _ = await play_a_match_to_its_end(url)
     boards = [(await http_get(server.port, "/leaderboard")).json()["leaderboard"] for server in servers]
     assert boards[0] == boards[1] and [entry["name"] for entry in boards[0]] == ["winner", "loser"]
     assert boards[0][0]["rating"] == won.rating

@@ -12,7 +12,7 @@ import sys
 import trio
 
 from bots.client import connect, http_request
-from tests.browser.conftest import start_server_process
+from tests.browser.conftest import ServerProcess, start_server_process
 
 
 def free_consecutive_ports(count: int) -> int:
@@ -69,12 +69,18 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def test_two_workers_are_one_fleet_and_sigterm_stops_them_and_their_redis(tmp_path):
+def start_two_workers(data_dir) -> tuple[int, ServerProcess]:
+    """`arena serve --workers 2` on two free consecutive ports (the first is returned), quick to form matches."""
     port = free_consecutive_ports(2)
     group = start_server_process(
         "--workers", "2", "--port", str(port), "--queue-wait", "0.3", "--no-bots", "--no-replays",
-        "--data-dir", str(tmp_path),
+        "--data-dir", str(data_dir),
     )  # fmt: skip
+    return port, group
+
+
+async def test_two_workers_are_one_fleet_and_sigterm_stops_them_and_their_redis(tmp_path):
+    port, group = start_two_workers(tmp_path)
     try:
         await wait_for_workers(port, 2)
         children = children_of(group.process.pid)
@@ -108,11 +114,7 @@ async def test_two_workers_are_one_fleet_and_sigterm_stops_them_and_their_redis(
 
 
 async def test_sighup_restarts_the_workers_one_by_one_and_the_match_moves_and_goes_on(tmp_path):
-    port = free_consecutive_ports(2)
-    group = start_server_process(
-        "--workers", "2", "--port", str(port), "--queue-wait", "0.3", "--no-bots", "--no-replays",
-        "--data-dir", str(tmp_path),
-    )  # fmt: skip
+    port, group = start_two_workers(tmp_path)
     try:
         await wait_for_workers(port, 2)
         workers_before = set(children_of(group.process.pid))
