@@ -23,6 +23,7 @@ import selectors
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import trio
@@ -95,6 +96,16 @@ def play_all(arrivals: queue.SimpleQueue[Player], stop: threading.Event, failure
     selector.close()
 
 
+async def ramp(players: int, join: Callable[[int], Awaitable[None]], joined: list[Player]) -> None:
+    """Start `join(index)` for every player, RAMP_BATCH at a time, saying how many play; returns once all tried."""
+    async with trio.open_nursery() as nursery:
+        for index in range(players):
+            nursery.start_soon(join, index)
+            if index % RAMP_BATCH == RAMP_BATCH - 1:
+                await trio.sleep(0.25)
+                print(f"  {len(joined)}/{players} playing", file=sys.stderr, flush=True)
+
+
 async def join_player(port: int, index: int) -> FrameCounter:
     url = f"ws://127.0.0.1:{port}/ws"
     token = await guest_token(url, f"player{index}")
@@ -130,12 +141,7 @@ async def measure(
             joined.append(player)
             arrivals.put(player)
 
-        async with trio.open_nursery() as ramp:
-            for index in range(players):
-                ramp.start_soon(join, index)
-                if index % RAMP_BATCH == RAMP_BATCH - 1:
-                    await trio.sleep(0.25)
-                    print(f"  {len(joined)}/{players} playing", file=sys.stderr, flush=True)
+        await ramp(players, join, joined)
         await trio.sleep(max(5.0, 11.0 - seconds))  # settle, so the 10 s timing window is all steady play
         rss = rss_bytes(pid)
         _, body = await http_request(f"http://127.0.0.1:{port}", "GET", "/healthz")

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import trio
 from compare import FrameCounter, open_counter
 from fanout import arena_server, cpu_seconds
-from whole_game import RAMP_BATCH, TARGET_TICK_RATE, Player, held, play_all
+from whole_game import TARGET_TICK_RATE, Player, held, play_all, ramp
 
 from bots.client import guest_token, http_request
 from server.codec import decode_server, encode
@@ -105,12 +105,7 @@ async def measure(port: int, group_pid: int, workers: int, players: int, seconds
             joined.append(player)
             arrivals.put(player)
 
-        async with trio.open_nursery() as ramp:
-            for index in range(players):
-                ramp.start_soon(join, index)
-                if index % RAMP_BATCH == RAMP_BATCH - 1:
-                    await trio.sleep(0.25)
-                    print(f"  {len(joined)}/{players} playing", file=sys.stderr, flush=True)
+        await ramp(players, join, joined)
         await trio.sleep(max(5.0, 11.0 - seconds))
         before = [await health(port + k) for k in range(workers)]
         cpu_before = [cpu_seconds(pid) for pid in servers + redis]

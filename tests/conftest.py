@@ -10,10 +10,12 @@ import jwt
 import pytest
 import trio
 
+from bots.client import ArenaClient
 from server.app import ArenaServer
 from server.auth import AuthConfig
 from server.config import ServerConfig
 from server.matchmaker import Mode
+from server.messages import Joined
 from tests.redis_server import RedisServer
 
 TEST_SECRET = "arena-tests-only-secret-0123456789abcdef"
@@ -49,6 +51,19 @@ async def start_server(nursery: trio.Nursery, **overrides: object) -> ArenaServe
     server = ArenaServer(attrs.evolve(TEST_CONFIG, **overrides))
     started: ArenaServer = await nursery.start(server.run)
     return started
+
+
+async def join_together(*clients: ArenaClient, mode: str = "duel") -> list[Joined]:
+    """Queue every client for `mode` at once (a duel needs both waiting) and take the seats; their `joined`."""
+    joined: dict[int, Joined] = {}
+
+    async def join(index: int) -> None:
+        joined[index] = await clients[index].join(mode)
+
+    async with trio.open_nursery() as together:
+        for index in range(len(clients)):
+            together.start_soon(join, index)
+    return [joined[index] for index in range(len(clients))]
 
 
 def ws_url(server: ArenaServer) -> str:

@@ -13,6 +13,7 @@ import trio
 from bots.client import connect, http_request
 from server.messages import Leave, Left
 from tests.browser.test_client import FAST_QUEUE, start_two_players, wait_for
+from tests.conftest import join_together
 from tests.server.test_workers import children_of, free_consecutive_ports, health, wait_for_workers
 
 
@@ -30,9 +31,7 @@ class BotPair:
     async def _run(self) -> None:
         url = f"ws://127.0.0.1:{self.port}/ws"
         async with connect(url, name="bot-a") as a, connect(url, name="bot-b") as b:
-            async with trio.open_nursery() as both:
-                both.start_soon(a.join, "duel")
-                both.start_soon(b.join, "duel")
+            await join_together(a, b)
             self.url = a.url
             self.joined.set()
             with trio.move_on_after(60):

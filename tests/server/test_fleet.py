@@ -16,7 +16,7 @@ from server.auth import AuthConfig
 from server.fleet import HEARTBEAT_SECONDS, PRESENCE_TTL_SECONDS
 from server.messages import PROTOCOL_VERSION, Hello, ListMatches, Matches, Queue, Reserved
 from tests.browser.conftest import start_server_process
-from tests.conftest import start_server, ws_url
+from tests.conftest import join_together, start_server, ws_url
 
 FAST = ("--queue-wait", "0.3", "--no-replays", "--match-seconds", "300")
 
@@ -165,9 +165,7 @@ async def test_after_kill_9_of_a_host_its_players_resumes_are_refused_as_gone_an
             connect(urls[0], name="left-behind", token=tokens[0]) as player,
             connect(urls[1], name="other", token=tokens[1]) as other,
         ):
-            async with trio.open_nursery() as both:
-                both.start_soon(player.join, "duel")
-                both.start_soon(other.join, "duel")
+            await join_together(player, other)
             resume_token, host_url = player.resume_token, player.url
             await trio.sleep(0.3)  # the host records the seat in Redis at its next round
             host = servers[urls.index(host_url)]

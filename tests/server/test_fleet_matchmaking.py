@@ -10,7 +10,7 @@ import trio
 
 from bots.client import connect, http_request
 from server.app import ArenaServer
-from tests.conftest import make_token, start_server, ws_url
+from tests.conftest import join_together, make_token, start_server, ws_url
 
 
 async def _wait_for_fleet(*servers: ArenaServer) -> None:
@@ -28,14 +28,7 @@ async def test_two_players_on_two_servers_meet_in_one_duel_on_the_server_that_ho
     second = await start_server(nursery, redis_url=redis_server.url)
     await _wait_for_fleet(first, second)
     async with connect(ws_url(first), name="alice") as alice, connect(ws_url(second), name="bob") as bob:
-        joined = {}
-
-        async def join(client) -> None:
-            joined[client] = await client.join("duel", timeout=5)
-
-        async with trio.open_nursery() as both:
-            both.start_soon(join, alice)
-            both.start_soon(join, bob)
+        joined = dict(zip((alice, bob), await join_together(alice, bob), strict=True))
         assert joined[alice].match == joined[bob].match
         assert alice.url == bob.url  # one of them moved to the other's server: the host
         host = first if alice.url == ws_url(first) else second
@@ -66,9 +59,7 @@ async def test_a_server_without_room_hosts_no_new_match_and_its_players_play_on_
         roomy = await start_server(nursery, redis_url=redis_server.url)
         await _wait_for_fleet(full, roomy)
         async with connect(ws_url(full), name="second") as second, connect(ws_url(full), name="third") as third:
-            async with trio.open_nursery() as both:
-                both.start_soon(second.join, "duel")
-                both.start_soon(third.join, "duel")
+            await join_together(second, third)
             assert second.url == third.url == ws_url(roomy)
             assert second.match == third.match and second.match in roomy.directory.matches
 

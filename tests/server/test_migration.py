@@ -9,7 +9,7 @@ import trio
 from bots.client import ArenaClient, connect
 from server.app import ArenaServer
 from server.messages import Moved, Spectate, Spectating
-from tests.conftest import start_server, ws_url
+from tests.conftest import join_together, start_server, ws_url
 from tests.server.test_fleet_matchmaking import _wait_for_fleet
 
 
@@ -26,9 +26,7 @@ async def test_a_draining_server_hands_its_match_over_and_its_players_resume_on_
         connect(ws_url(servers[1]), name="bob") as bob,
         connect(ws_url(servers[0]), name="watcher") as watcher,
     ):
-        async with trio.open_nursery() as both:
-            both.start_soon(alice.join, "duel")
-            both.start_soon(bob.join, "duel")
+        await join_together(alice, bob)
         host: ArenaServer = next(server for server in servers if ws_url(server) == alice.url)
         await watcher.move_to(alice.url)
         await watcher.send(Spectate(match=alice.match))

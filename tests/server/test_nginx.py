@@ -16,6 +16,7 @@ import trio
 
 from bots.client import connect
 from tests.browser.conftest import start_server_process
+from tests.conftest import join_together
 from tests.server.rawws import open_raw_websocket, parse_response_head, read_response_head, upgrade_request
 from tests.server.test_workers import free_consecutive_ports, wait_for_workers
 
@@ -164,9 +165,7 @@ async def test_workers_behind_one_nginx_port_each_on_its_own_path(nginx, tmp_pat
         # one player connected to each worker through nginx: one of them is sent to the other's path to play
         paths = [f"ws://127.0.0.1:{port}/w0/ws", f"ws://127.0.0.1:{port}/w1/ws"]
         async with connect(paths[0], name="one", source_address=PLAYER) as one, connect(paths[1], name="two") as two:
-            async with trio.open_nursery() as both:
-                both.start_soon(one.join, "duel")
-                both.start_soon(two.join, "duel")
+            await join_together(one, two)
             assert one.match == two.match
             assert one.url == two.url and one.url in paths
             await one.send_input(mx=1)

@@ -13,6 +13,7 @@ import trio
 
 from bots.client import connect, http_request
 from tests.browser.conftest import ServerProcess, start_server_process
+from tests.conftest import join_together
 
 
 def free_consecutive_ports(count: int) -> int:
@@ -89,9 +90,7 @@ async def test_two_workers_are_one_fleet_and_sigterm_stops_them_and_their_redis(
             connect(f"ws://127.0.0.1:{port}/ws", name="alice") as alice,
             connect(f"ws://127.0.0.1:{port + 1}/ws", name="bob") as bob,
         ):
-            async with trio.open_nursery() as both:
-                both.start_soon(alice.join, "duel")
-                both.start_soon(bob.join, "duel")
+            await join_together(alice, bob)
             assert alice.match == bob.match and alice.url == bob.url
             for worker_port in (port, port + 1):
                 with trio.fail_after(5):
@@ -122,9 +121,7 @@ async def test_sighup_restarts_the_workers_one_by_one_and_the_match_moves_and_go
             connect(f"ws://127.0.0.1:{port}/ws", name="alice") as alice,
             connect(f"ws://127.0.0.1:{port + 1}/ws", name="bob") as bob,
         ):
-            async with trio.open_nursery() as both:
-                both.start_soon(alice.join, "duel")
-                both.start_soon(bob.join, "duel")
+            await join_together(alice, bob)
             match_id, players = alice.match, {alice: alice.player, bob: bob.player}
             group.process.send_signal(signal.SIGHUP)
             moves = 0
