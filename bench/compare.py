@@ -42,7 +42,7 @@ from pathlib import Path
 
 import msgpack
 import trio
-from fanout import LOAD_FROM_ONE_HOST, cpu_seconds, print_profile_summary, rss_bytes, start_profile
+from fanout import LOAD_FROM_ONE_HOST, cpu_seconds, print_profile_summary, py_spy_path, rss_bytes, start_profile
 from wsproto.frame_protocol import FrameProtocol
 
 from bots.client import connect, guest_token, http_request, http_url
@@ -415,6 +415,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8770)
     parser.add_argument("--profile", metavar="DIR", help="sample each server with py-spy (Python stacks only)")
     args = parser.parse_args()
+    if args.profile:
+        py_spy_path()  # before any server starts: say what is missing now, not after a ramp
     stacks = {"arena": ArenaStack, "websockets": WebsocketsStack, "node": NodeWsStack}
     try:
         counts = [int(count) for count in args.clients.split(",")]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -111,10 +112,19 @@ def arena_server(
             server.stdout.close()
 
 
-def start_profile(pid: int, seconds: float, output: str) -> subprocess.Popen[bytes]:
+def py_spy_path() -> str:
+    """The py-spy beside this Python, or on PATH; exits with what to do when there is none."""
     beside_python = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    py_spy = beside_python if os.path.exists(beside_python) else "py-spy"
-    command = [py_spy, "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate", "250"]
+    if os.path.exists(beside_python):
+        return beside_python
+    on_path = shutil.which("py-spy")
+    if on_path is None:
+        sys.exit("--profile needs py-spy, which is not installed: run `.venv/bin/pip install -e '.[bench]'`")
+    return on_path
+
+
+def start_profile(pid: int, seconds: float, output: str) -> subprocess.Popen[bytes]:
+    command = [py_spy_path(), "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate", "250"]
     command += ["--format", "raw", "--output", output, "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -185,6 +195,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--profile", metavar="DIR", help="sample the server with py-spy and write the stacks here")
     args = parser.parse_args()
+    if args.profile:
+        py_spy_path()  # before any server starts: say what is missing now, not after a ramp
     counts = [int(c) for c in args.clients.split(",")]
     if any(not 1 <= c <= 5000 for c in counts):
         print("bench: client counts must be from 1 to 5000", file=sys.stderr)

@@ -22,7 +22,7 @@ from functools import partial
 
 import trio
 from compare import open_counter
-from fanout import arena_server, cpu_seconds, print_profile_summary, start_profile
+from fanout import arena_server, cpu_seconds, print_profile_summary, py_spy_path, start_profile
 from whole_game import Player, play_all
 
 from bots.client import guest_token
@@ -74,6 +74,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--profile", metavar="DIR", help="sample the server with py-spy and print where time goes")
     args = parser.parse_args()
+    if args.profile:
+        py_spy_path()  # before any server starts: say what is missing now, not after a ramp
     if not 1 <= args.senders <= 5000 or not 0 <= args.rate <= 100 or not 1 <= args.seconds <= 120:
         print("inputs: --senders 1..5000, --rate 0..100 (the server allows 120 messages/s), --seconds 1..120")
         return 2

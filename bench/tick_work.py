@@ -9,6 +9,7 @@ runs, since this machine is shared), and with --profile the functions cProfile f
 Usage: .venv/bin/python bench/tick_work.py [--ticks 9000] [--players 8] [--repeat 3] [--profile]
 """
 
+# ruff: noqa: E402 - the game's build is chosen (server.compiled_game) before anything imports game
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,10 @@ import json
 import pstats
 import random
 import time
+
+from server import compiled_game
+
+compiled_game.use()  # the game as the server runs it (ARENA_PURE_PYTHON=1: pure Python)
 
 import game
 from game import MatchState, PlayerInput, Rules
@@ -99,14 +104,25 @@ def main() -> None:
     per_tick = {phase: round(1e6 * seconds / args.ticks, 2) for phase, seconds in best.items()}
     total = round(sum(per_tick.values()), 2)
     print(
-        f"{args.players} players: {total} us per tick = {total / args.players:.2f} us per player-tick; "
+        f"{args.players} players, the game {compiled_game.status}: {total} us per tick = "
+        f"{total / args.players:.2f} us per player-tick; "
         + ", ".join(f"{phase} {value}" for phase, value in per_tick.items())
     )
     if args.profile:
         profiler = cProfile.Profile()
         profiler.runcall(play, args.ticks, args.players, 7)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
-    print(json.dumps({"bench": "tick_work", "players": args.players, "us_per_tick": total, "phases": per_tick}))
+    print(
+        json.dumps(
+            {
+                "bench": "tick_work",
+                "game": compiled_game.status,
+                "players": args.players,
+                "us_per_tick": total,
+                "phases": per_tick,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

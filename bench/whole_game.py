@@ -28,7 +28,7 @@ from functools import partial
 
 import trio
 from compare import FrameCounter, open_counter
-from fanout import arena_server, cpu_seconds, print_profile_summary, rss_bytes, start_profile
+from fanout import arena_server, cpu_seconds, print_profile_summary, py_spy_path, rss_bytes, start_profile
 
 from bots.client import guest_token, http_request
 from server.codec import decode_server, encode
@@ -200,6 +200,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8780)
     parser.add_argument("--profile", metavar="DIR", help="sample the server with py-spy and print where time goes")
     args = parser.parse_args()
+    if args.profile:
+        py_spy_path()  # before any server starts: say what is missing now, not after a ramp
     try:
         counts = [int(count) for count in args.players.split(",")]
     except ValueError:

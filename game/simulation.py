@@ -276,7 +276,7 @@ def _slide(x: float, y: float, delta: float, rules: Rules, player_walls: tuple[_
     Players collide as squares of side 2 * radius, which keeps the sliding exact and cheap: `player_walls` are
     the walls grown by the radius, (left, right, top, bottom), where the player's centre stops.
     """
-    r = rules.player_radius
+    r = float(rules.player_radius)  # positions stay floats, also where one stops flush against an edge
     if axis == 0:
         target = min(max(x + delta, r), rules.width - r)
         for left, right, top, bottom in player_walls:
@@ -311,9 +311,15 @@ def _launch(player: Player, projectile_id: int, tick: int, rules: Rules) -> Proj
 
 
 def _grown_walls(rules: Rules, *, margin: float) -> tuple[_GrownWall, ...]:
-    """Each wall as (left, right, top, bottom) grown by `margin`, computed as `Rect.contains` does."""
+    """Each wall as (left, right, top, bottom) grown by `margin`, computed as `Rect.contains` does, as floats: a
+    player stopped flush against a wall stands at a float, as everywhere else."""
     return tuple(
-        (wall.x - margin, wall.x + wall.width + margin, wall.y - margin, wall.y + wall.height + margin)
+        (
+            float(wall.x - margin),
+            float(wall.x + wall.width + margin),
+            float(wall.y - margin),
+            float(wall.y + wall.height + margin),
+        )
         for wall in rules.walls
     )
 

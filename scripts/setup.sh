@@ -26,6 +26,11 @@ else
   echo "setup: .venv is up to date with pyproject.toml"
 fi
 
+# The game compiled with mypyc (server/compiled_game.py), rebuilt only when game/ changed. Without it the server
+# runs the very same game as pure Python, slower, and says so in its log.
+.venv/bin/python -m server.compiled_game \
+  || echo "setup: the game was not compiled (above: why); the server will run it as pure Python" >&2
+
 if [ -f client_web/package-lock.json ]; then
   if ! command -v npm >/dev/null; then
     echo "setup: npm is missing: install Node.js 18 or newer (Debian: apt-get install nodejs npm), then run again" >&2

@@ -37,6 +37,7 @@ import trio
 from openskill.models import PlackettLuce
 
 from game import PlayerInput, Rules
+from server import compiled_game
 from server.auth import Authenticator, AuthError, Identity
 from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode, encode_replay_view
 from server.config import ServerConfig
@@ -333,6 +334,7 @@ class ArenaServer:
             "status": "draining" if self.draining else "ok",
             "version": VERSION,
             "protocol": PROTOCOL_VERSION,
+            "game_build": "compiled" if compiled_game.status.startswith("compiled") else "pure",
             "uptime_seconds": round(time.monotonic() - self._started_at, 1),
             "tick_rate": self.config.tick_rate,
             "connections": len(self.sessions),

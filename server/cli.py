@@ -13,6 +13,7 @@ import attrs
 import trio
 from pythonjsonlogger.json import JsonFormatter
 
+from server import compiled_game
 from server.app import FILE_HEADROOM, ArenaServer, ListenError
 from server.auth import AuthConfig
 from server.config import ServerConfig
@@ -329,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"arena: {error}", file=sys.stderr)
             return 2
     configure_logging(args.log_level, args.log_format)
+    stale = "setup.sh" in compiled_game.status  # a build is missing or out of date: say how to fix it
+    logging.getLogger("arena").log(logging.WARNING if stale else logging.INFO, "the game runs %s", compiled_game.status)
     config = ServerConfig(
         host=args.host,
         port=args.port,

@@ -7,7 +7,7 @@ crash loses at most the last second. The file holds what `game.step` was given a
 seed and rules, the joins and leaves between ticks, and each player's input whenever it changes (an input holds
 until the next one), plus a state hash every `HASH_INTERVAL_TICKS` ticks to check a replay against.
 
-File format, version 1 (`<UTC start>_<match id>.arena-replay`): a zlib stream, flushed once a second, of msgpack
+File format, version 2 (`<UTC start>_<match id>.arena-replay`): a zlib stream, flushed once a second, of msgpack
 records:
 - first, the header: {"format": "arena-replay", "version": 1, "match", "mode", "seed", "rules": {Rules' fields},
   "started_at": Unix time, "hash_interval": N};
@@ -16,6 +16,9 @@ records:
   whose input changed to [seq, mx, my, aim, fire, view] (view nil when absent) or nil (no input);
 - ["hash", tick, hex digest of the state after that tick] every N ticks, and for the last tick;
 - last, ["end", tick, reason] when the match is over or closed.
+Version 1 had the same records; its hashes were taken of states in which a player stopped flush against a wall
+or an edge stood at a whole number (an int), where version 2's states hold floats everywhere (the compiled game,
+server.compiled_game, cannot hold an int there): version 1 files replay, but their hashes cannot be checked.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from server.codec import pack_replay_record
 logger = logging.getLogger(__name__)
 
 FORMAT = "arena-replay"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SUFFIX = ".arena-replay"
 HASH_INTERVAL_TICKS = 150
 """A state hash every 5 s at 30 ticks per second: a divergence is found to within 5 s of where it starts."""

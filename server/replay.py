@@ -23,7 +23,7 @@ import game
 from game import Delta, MatchState, PlayerInput, Rect, Rules, Snapshot
 from game.snapshot import PLAYERS
 from server.codec import unpack_replay_records
-from server.recording import FORMAT, VERSION
+from server.recording import FORMAT, READABLE_VERSIONS, VERSION
 
 MAX_REPLAY_BYTES = 256 * 1024 * 1024
 """The most a replay may decompress to (a 3-minute match is a few hundred kilobytes)."""
@@ -62,8 +62,11 @@ def read_replay(data: bytes) -> Replay:
     if not records or not isinstance(records[0], dict) or records[0].get("format") != FORMAT:
         raise ReplayError(f"not an Arena replay: the file does not start with an {FORMAT!r} header")
     header = records[0]
-    if header.get("version") != VERSION:
-        raise ReplayError(f"replay format version {header.get('version')!r}: this build reads version {VERSION}")
+    if header.get("version") not in READABLE_VERSIONS:
+        raise ReplayError(
+            f"replay format version {header.get('version')!r}: this build reads versions "
+            + " and ".join(map(str, READABLE_VERSIONS))
+        )
     try:
         rules = rules_from_wire(header["rules"])
         int(header["seed"])
@@ -154,7 +157,18 @@ def _input_from_wire(wire: list[Any]) -> PlayerInput:
 
 
 def verify(replay: Replay) -> tuple[int, int, str | None]:
-    """Re-simulate and check every recorded hash: (ticks simulated, hashes checked, the first divergence or None)."""
+    """Re-simulate and check every recorded hash: (ticks simulated, hashes checked, the first divergence or None).
+
+    Raises:
+        ReplayError: for a version 1 file, whose hashes were taken of states this build no longer makes (see
+            server.recording).
+    """
+    if replay.header.get("version") != VERSION:
+        raise ReplayError(
+            f"a version {replay.header.get('version')} replay: it replays, but its state hashes were taken the way "
+            f"builds before version {VERSION} made states (positions against a wall as whole numbers) and cannot "
+            "be checked by this build"
+        )
     ticks = checked = 0
     for result in simulate(replay):
         ticks = result.tick
