@@ -28,13 +28,24 @@ from functools import partial
 
 import trio
 from compare import FrameCounter, open_counter
-from fanout import arena_server, cpu_seconds, print_profile_summary, py_spy_path, rss_bytes, start_profile
+from fanout import (
+    arena_server,
+    cpu_seconds,
+    idle_spins,
+    print_profile_summary,
+    py_spy_path,
+    rss_bytes,
+    spins_of,
+    start_profile,
+)
 
 from bots.client import guest_token, http_request
 from server.codec import decode_server, encode
 from server.messages import PROTOCOL_VERSION, Hello, Input, Join, Queue, Reserved
 
 SERVER_CORE, LOAD_CORE = 0, 1
+IDLE_BASELINE_SECONDS = 3.0
+"""How long the idle probe spins alone on the server's core, to know what an idle core gives it."""
 RAMP_BATCH = 50
 TARGET_TICK_RATE = 30
 HELD_MIN_TICK_RATE = 29.5
@@ -120,7 +131,7 @@ async def join_player(port: int, index: int) -> FrameCounter:
 
 
 async def measure(
-    port: int, pid: int, players: int, inputs_per_second: float, seconds: float, profile: str | None
+    port: int, pid: int, players: int, inputs_per_second: float, seconds: float, profile: str | None, idle_rate: float
 ) -> dict:
     arrivals: queue.SimpleQueue[Player] = queue.SimpleQueue()
     stop = threading.Event()
@@ -149,11 +160,13 @@ async def measure(
         received_before = sum(player.counter.messages for player in joined)
         cpu_before, generator_before, started = cpu_seconds(pid), cpu_seconds("self"), time.monotonic()
         profiler = start_profile(pid, seconds, profile) if profile else None
+        probe = idle_spins(SERVER_CORE, seconds)
         await trio.sleep(seconds)
         if profiler is not None:
             await trio.to_thread.run_sync(profiler.wait)
         cpu, generator_cpu = cpu_seconds(pid) - cpu_before, cpu_seconds("self") - generator_before
         elapsed = time.monotonic() - started
+        core_busy = max(0.0, 1 - await trio.to_thread.run_sync(spins_of, probe) / (idle_rate * seconds))
         received = sum(player.counter.messages for player in joined) - received_before
         _, body = await http_request(f"http://127.0.0.1:{port}", "GET", "/healthz")
         after = json.loads(body)
@@ -178,6 +191,10 @@ async def measure(
         "tick_duration_ms_p99": after["tick"]["duration_ms_p99"],
         "server_cpu_percent": round(100 * cpu / elapsed, 1),
         "server_cpu_us_per_player_tick": round(1e6 * cpu / max(1, ticks / matches * after["players"]), 2),
+        "server_core_busy_percent": round(100 * core_busy, 1),
+        "server_core_us_per_player_tick": round(
+            1e6 * core_busy * elapsed / max(1, ticks / matches * after["players"]), 2
+        ),
         "updates_per_second_per_player": round(received / max(1, len(joined)) / elapsed, 2),
         "server_rss_kib_per_player": round((rss - baseline_rss) / max(1, len(joined)) / 1024, 1),
         "generator_cpu_percent": round(100 * generator_cpu / elapsed, 1),
@@ -211,6 +228,8 @@ def main() -> int:
         print("whole_game: counts must be 8..5000 and --seconds 1..120", file=sys.stderr)
         return 2
     os.sched_setaffinity(0, {LOAD_CORE})
+    print(f"the idle probe alone on core {SERVER_CORE} for {IDLE_BASELINE_SECONDS:g} s...", file=sys.stderr, flush=True)
+    idle_rate = spins_of(idle_spins(SERVER_CORE, IDLE_BASELINE_SECONDS)) / IDLE_BASELINE_SECONDS
     results = []
     for count in counts:
         print(f"{count} players...", file=sys.stderr, flush=True)
@@ -222,13 +241,14 @@ def main() -> int:
             os.makedirs(args.profile, exist_ok=True)
             profile = os.path.join(args.profile, f"whole-game-{count}.txt")
         with arena_server(args.port, *options, "--tick-rate", str(TARGET_TICK_RATE), core=SERVER_CORE) as server:
-            figures = trio.run(measure, args.port, server.pid, count, args.inputs, args.seconds, profile)
+            figures = trio.run(measure, args.port, server.pid, count, args.inputs, args.seconds, profile, idle_rate)
         results.append(figures)
         print(
             f"{count:5d} players in {figures['matches']} matches ({figures['failures']} failed): "
             f"{figures['ticks_per_second_per_match']} ticks/s, lateness p50 {figures['tick_lateness_ms_p50']} "
             f"p99 {figures['tick_lateness_ms_p99']} ms, server CPU {figures['server_cpu_percent']}% = "
-            f"{figures['server_cpu_us_per_player_tick']} us per player-tick, "
+            f"{figures['server_cpu_us_per_player_tick']} us per player-tick (core busy "
+            f"{figures['server_core_busy_percent']}% = {figures['server_core_us_per_player_tick']} us by the idle probe), "
             f"{figures['updates_per_second_per_player']} updates/s per player, generator CPU "
             f"{figures['generator_cpu_percent']}% -> {'held' if held(figures) else 'NOT held'}",
             flush=True,
