@@ -248,7 +248,8 @@ def main() -> int:
             f"{figures['ticks_per_second_per_match']} ticks/s, lateness p50 {figures['tick_lateness_ms_p50']} "
             f"p99 {figures['tick_lateness_ms_p99']} ms, server CPU {figures['server_cpu_percent']}% = "
             f"{figures['server_cpu_us_per_player_tick']} us per player-tick (core busy "
-            f"{figures['server_core_busy_percent']}% = {figures['server_core_us_per_player_tick']} us by the idle probe), "
+            f"{figures['server_core_busy_percent']}% = {figures['server_core_us_per_player_tick']} us "
+            "by the idle probe), "
             f"{figures['updates_per_second_per_player']} updates/s per player, generator CPU "
             f"{figures['generator_cpu_percent']}% -> {'held' if held(figures) else 'NOT held'}",
             flush=True,

@@ -19,7 +19,7 @@ import trio
 from game import Rules
 from game.ai import MAX_BOT_LEVEL
 from server.checkpoint import MatchCheckpoint
-from server.match import Match, SeatError, TickStatistics
+from server.match import Match, SeatError, TickScheduler, TickStatistics
 from server.matchmaker import Mode
 from server.recording import FLUSH_SECONDS, MatchRecorder, PendingRecord, ReplayFile, prune, replay_path
 
@@ -71,6 +71,8 @@ class InMemoryMatchDirectory:
     _ended: dict[str, EndedSeat] = attrs.field(factory=dict, init=False)
     """Seats of matches that have closed, by resume token, for `resume_window` after the close."""
     _matches_created: int = attrs.field(default=0, init=False)
+    _scheduler: TickScheduler | None = attrs.field(default=None, init=False)
+    """What ticks every match, started with the first match in `nursery`."""
 
     def create_match(
         self, mode: Mode, *, players: int, bots: int, bot_level: int = MAX_BOT_LEVEL, match_id: str | None = None
@@ -198,7 +200,10 @@ class InMemoryMatchDirectory:
             async with trio.open_nursery() as nursery:
                 if match.recorder is not None and self.replay_dir is not None:
                     nursery.start_soon(self._write_replay, match, self.replay_dir)
-                await match.run()
+                if self._scheduler is None:
+                    self._scheduler = TickScheduler()
+                    self.nursery.start_soon(self._scheduler.run)
+                await match.run(self._scheduler)
                 nursery.cancel_scope.cancel()  # the writer writes what is left as it stops
         except Exception:
             logger.exception(

@@ -1,4 +1,5 @@
-"""A match runner: one trio task per match owns its state and runs the fixed-step tick loop.
+"""A match runner: one trio task per match owns its life (joins, lingering, the end), and one `TickScheduler` per
+server runs every match's fixed-step ticks.
 
 Rules of a tick: take each player's next input (one per tick, in the order sent; the last one holds while
 none waits) or its bot's, in player-id order, step the game, build one
@@ -15,6 +16,8 @@ it back. A match runs while it has a human seat (connected or held) or a reserva
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 import secrets
@@ -125,6 +128,41 @@ class Seat:
         return "playing" if self.session is not None else "reconnecting"
 
 
+class TickScheduler:
+    """One task ticks every match of a server, in the order their ticks fall due.
+
+    Rules: a match's tick n is due at its own deadline (see `Match.run`); on each wake-up the scheduler runs every
+    tick that is due by then, earliest first, then lets the other tasks (the readers of inputs) run before it
+    sleeps to the next deadline. So a server with many matches pays for one timer and one wake-up per moment a
+    tick falls due, not one sleeping task per match per tick. A match's failure stays that match's
+    (`Match.due`); ticks never wait on anything.
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Match]] = []
+        self._order = itertools.count()
+        self._earlier = trio.Event()
+
+    def schedule(self, match: Match, deadline: float) -> None:
+        """Call `match.due(deadline)` once `deadline` has come."""
+        heapq.heappush(self._due, (deadline, next(self._order), match))
+        if self._due[0][2] is match:
+            self._earlier.set()
+
+    async def run(self) -> None:
+        due = self._due
+        while True:
+            self._earlier = trio.Event()
+            with trio.move_on_at(due[0][0] if due else math.inf):
+                await self._earlier.wait()
+            while due and due[0][0] <= trio.current_time():
+                deadline, _, match = heapq.heappop(due)
+                next_deadline = match.due(deadline)
+                if next_deadline is not None:
+                    heapq.heappush(due, (next_deadline, next(self._order), match))
+            await trio.lowlevel.checkpoint()
+
+
 @attrs.define(eq=False)
 class Match:
     id: str
@@ -159,8 +197,16 @@ class Match:
     _feed: DelayedFeed | None = attrs.field(default=None, init=False)
     _membership_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _ended_by_operator: bool = attrs.field(default=False, init=False)
-    _paused: trio.Event | None = attrs.field(default=None, init=False)
-    """Set while the match holds still between two ticks (a checkpoint is being taken); set it to go on."""
+    _paused: bool = attrs.field(default=False, init=False)
+    """True while the match holds still between two ticks (a checkpoint is being taken)."""
+    _parked: bool = attrs.field(default=False, init=False)
+    """Its scheduler found it paused and left it out until `unpause` puts it back."""
+    _scheduler: TickScheduler | None = attrs.field(default=None, init=False)
+    _ticking: trio.Event | None = attrs.field(default=None, init=False)
+    """Set when this match ticks no more (over, emptied, ended, handed over, or failed): its task goes on."""
+    _tick_error: Exception | None = attrs.field(default=None, init=False)
+    _last_deadline: float | None = attrs.field(default=None, init=False)
+    """When its last tick was due."""
     moved_to: str | None = attrs.field(default=None, init=False)
     """The WebSocket URL of the server that adopted this match: it goes on there, and stops here."""
     _notices: list[Notice] = attrs.field(factory=list, init=False)
@@ -401,19 +447,21 @@ class Match:
 
     def pause(self) -> None:
         """Hold still from now on (between two ticks: `state` does not change) until `unpause` or `hand_over`."""
-        if self._paused is None:
-            self._paused = trio.Event()
+        self._paused = True
 
     def unpause(self) -> None:
-        paused, self._paused = self._paused, None
-        if paused is not None:
-            paused.set()
+        """Go on at once (with no catch-up burst for the ticks it held still)."""
+        self._paused = False
+        if self._parked and self._scheduler is not None:
+            self._parked = False
+            self._scheduler.schedule(self, trio.current_time())
 
     def hand_over(self, url: str) -> None:
         """Another server adopted this match's checkpoint: stop here, and tell every player and spectator to go
         on at `url` (`moved`)."""
         self.moved_to = url
         self.unpause()
+        self._stop_ticking()
         self._membership_changed.set()
 
     def checkpoint(self) -> MatchCheckpoint:
@@ -456,8 +504,9 @@ class Match:
             )
 
     def end(self) -> None:
-        """An operator ends the match: it stops at its next tick and everyone is told `left` (match_closed)."""
+        """An operator ends the match: it stops before its next tick and everyone is told `left` (match_closed)."""
         self._ended_by_operator = True
+        self._stop_ticking()
         self._membership_changed.set()
 
     def monitor(self) -> dict[str, Any]:
@@ -484,32 +533,23 @@ class Match:
             "seats": players,
         }
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Tick until the match is over (then linger) or has no one left to play for."""
+    async def run(
+        self, scheduler: TickScheduler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Tick (through `scheduler`) until the match is over (then linger) or has no one left to play for."""
         interval = 1 / self.rules.tick_rate
         now = trio.current_time()
         deadline = (math.floor(now / interval) + self.tick_phase) * interval  # the first tick is one interval on
         task_status.started()
         try:
-            while self._keeps_running() and not self.state.over and self.moved_to is None:
-                deadline += interval
-                await trio.sleep_until(deadline)
-                if self.moved_to is not None:
-                    break  # handed over while this task slept: the state it was handed over in is the last
-                if self._paused is not None:
-                    await self._paused.wait()
-                    deadline = trio.current_time() - interval  # go on at once, with no catch-up burst
-                    continue
-                started = trio.current_time()
-                lateness = started - deadline
-                if lateness > MAX_CATCH_UP_TICKS * interval:
-                    skipped = int(lateness / interval)
-                    deadline += skipped * interval
-                    self.statistics.skipped_ticks += skipped
-                self.tick()
-                duration = trio.current_time() - started
-                self.tick_cost += (duration - self.tick_cost) * TICK_COST_SMOOTHING
-                self.statistics.record(started, lateness, duration)
+            if self._ticks_on():
+                self._scheduler = scheduler
+                self._ticking = trio.Event()
+                scheduler.schedule(self, deadline + interval)
+                await self._ticking.wait()
+                if self._tick_error is not None:
+                    raise self._tick_error
+                deadline = self._last_deadline or deadline
             if self.state.over and self.on_over is not None:
                 self.on_over(self)
             if self.state.over and self._feed is not None:
@@ -537,6 +577,44 @@ class Match:
                     session.match, session.player_id = None, None
                     session.reset_inputs()
                     session.send_control(encode(Moved(match=self.id, url=self.moved_to)))
+
+    def _ticks_on(self) -> bool:
+        return self._keeps_running() and not self.state.over and self.moved_to is None and not self.finished
+
+    def due(self, deadline: float) -> float | None:
+        """The scheduler's call when this match's tick at `deadline` is due: tick, and say when the next one is
+        (None: this match ticks no more, or holds still until `unpause`)."""
+        if not self._ticks_on():  # handed over, ended or emptied while it waited: the last state stands
+            self._stop_ticking()
+            return None
+        if self._paused:
+            self._parked = True
+            return None
+        interval = 1 / self.rules.tick_rate
+        started = trio.current_time()
+        lateness = started - deadline
+        if lateness > MAX_CATCH_UP_TICKS * interval:
+            skipped = int(lateness / interval)
+            deadline += skipped * interval
+            self.statistics.skipped_ticks += skipped
+        self._last_deadline = deadline
+        try:
+            self.tick()
+        except Exception as error:  # this match's own failure: its task reports it, the other matches tick on
+            self._tick_error = error
+            self._stop_ticking()
+            return None
+        duration = trio.current_time() - started
+        self.tick_cost += (duration - self.tick_cost) * TICK_COST_SMOOTHING
+        self.statistics.record(started, lateness, duration)
+        if not self._ticks_on():
+            self._stop_ticking()
+            return None
+        return deadline + interval
+
+    def _stop_ticking(self) -> None:
+        if self._ticking is not None:
+            self._ticking.set()
 
     def _send_to_spectators(self, tick: int) -> None:
         """Spectators get what the players got `spectator_delay` ago (a keyframe and catch-up when they need it)."""

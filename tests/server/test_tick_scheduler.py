@@ -1,0 +1,62 @@
+"""One task ticks every match (server.match.TickScheduler): in deadline order, never early, each on its own
+schedule, and a match that stops ticking leaves the others alone."""
+
+from __future__ import annotations
+
+import itertools
+
+import trio
+
+from server.match import TickScheduler
+
+
+class Ticking:
+    """Stands in for a match: records when its ticks ran, and ticks `ticks` times every `interval` seconds."""
+
+    def __init__(self, name: str, interval: float, ticks: int, log: list[tuple[str, float, float]]) -> None:
+        self.name, self.interval, self.left, self.log = name, interval, ticks, log
+
+    def due(self, deadline: float) -> float | None:
+        self.log.append((self.name, deadline, trio.current_time()))
+        self.left -= 1
+        return deadline + self.interval if self.left else None
+
+
+async def test_ticks_run_in_deadline_order_never_early_and_each_on_its_own_schedule(autojump_clock) -> None:
+    log: list[tuple[str, float, float]] = []
+    scheduler = TickScheduler()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        start = trio.current_time()
+        scheduler.schedule(Ticking("a", 1 / 30, 30, log), start + 0.010)
+        scheduler.schedule(Ticking("b", 1 / 30, 30, log), start + 0.010)
+        scheduler.schedule(Ticking("c", 1 / 20, 3, log), start + 0.005)
+        await trio.sleep(1.5)
+        nursery.cancel_scope.cancel()
+    assert [name for name, _, _ in log].count("a") == 30 and [name for name, _, _ in log].count("c") == 3
+    assert all(ran >= deadline for _, deadline, ran in log)  # never early
+    deadlines = [deadline for _, deadline, _ in log]
+    assert deadlines == sorted(deadlines)
+    a_deadlines = [deadline for name, deadline, _ in log if name == "a"]
+    assert all(abs((later - earlier) - 1 / 30) < 1e-9 for earlier, later in itertools.pairwise(a_deadlines))
+    # a and b fall due together: one wake-up runs both, back to back (the mock clock stands still while tasks run)
+    first_a = next(ran for name, _, ran in log if name == "a")
+    first_b = next(ran for name, _, ran in log if name == "b")
+    assert first_a == first_b
+
+
+async def test_a_tick_scheduled_earlier_than_the_one_slept_for_wakes_the_scheduler(autojump_clock) -> None:
+    log: list[tuple[str, float, float]] = []
+    scheduler = TickScheduler()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        start = trio.current_time()
+        scheduler.schedule(Ticking("late", 1.0, 1, log), start + 10)
+        await trio.sleep(1)
+        scheduler.schedule(Ticking("soon", 1.0, 1, log), start + 2)
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+    assert [(name, deadline - start, ran - start) for name, deadline, ran in log] == [
+        ("soon", 2.0, 2.0),
+        ("late", 10.0, 10.0),
+    ]
