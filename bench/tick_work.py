@@ -2,9 +2,10 @@
 
 An 8-player match played as bench/whole_game.py's players play it (a new random input ten times a second: walk,
 aim, fire half the time, view 0 so every shot is judged the full lag-compensation window back) goes through what
-server.match.Match.tick does, phase by phase: step, the recorder, the snapshot with the server's fields, the
-delta, and encoding it into one frame. Prints microseconds per tick for each phase (CPU time, best of --repeat
-runs, since this machine is shared), and with --profile the functions cProfile finds the most time in.
+server.match.Match.tick does, phase by phase: step, the recorder, the delta with the server's fields
+(SnapshotBuilder.advance), and encoding it into one frame. Prints microseconds per tick for each phase (CPU
+time, best of --repeat runs, since this machine is shared), and with --profile the functions cProfile finds the
+most time in.
 
 Usage: .venv/bin/python bench/tick_work.py [--ticks 9000] [--players 8] [--repeat 3] [--profile]
 """
@@ -31,7 +32,7 @@ from server.match import SERVER_PLAYER_FIELDS
 from server.outbox import binary_frame
 from server.recording import MatchRecorder
 
-PHASES = ("step", "record", "snapshot", "delta", "encode")
+PHASES = ("step", "record", "delta", "encode")
 
 
 def play(ticks: int, players: int, seed: int) -> dict[str, float]:
@@ -48,7 +49,7 @@ def play(ticks: int, players: int, seed: int) -> dict[str, float]:
     spent = dict.fromkeys(PHASES, 0.0)
     clock = time.process_time
     snapshots = SnapshotBuilder(SERVER_PLAYER_FIELDS)  # as server.match.Match builds them
-    previous = snapshots.build(state)
+    snapshots.start(state)
     for tick in range(1, ticks + 1):
         for player_id in state.players:
             if (tick + player_id) % 3 == 0:  # ten inputs a second at 30 ticks a second
@@ -69,18 +70,14 @@ def play(ticks: int, players: int, seed: int) -> dict[str, float]:
             recorder.take()  # the writer thread's share is not the tick's
         t2 = clock()
         server_fields = {pid: (20, held[pid].seq if pid in held else 0, "playing") for pid in state.players}
-        current = snapshots.build(state, events, server_fields)
+        change = snapshots.advance(state, events, server_fields)
         t3 = clock()
-        change = game.delta(previous, current)
-        t4 = clock()
         binary_frame(encode(change))
-        t5 = clock()
-        previous = current
+        t4 = clock()
         spent["step"] += t1 - t0
         spent["record"] += t2 - t1
-        spent["snapshot"] += t3 - t2
-        spent["delta"] += t4 - t3
-        spent["encode"] += t5 - t4
+        spent["delta"] += t3 - t2
+        spent["encode"] += t4 - t3
     return spent
 
 

@@ -7,9 +7,9 @@ delta(previous, current)) == current` holds for every pair of snapshots.
 Projectiles fly in straight lines, so a projectile's fields are where, when and in which direction it was
 launched: they never change, and a delta mentions a projectile only when it appears or disappears.
 
-A server builds a snapshot every tick with a `SnapshotBuilder`, which hands out the very same field map for an
-entity that did not change (the same immutable Player or Projectile, the same extra fields): `delta` passes
-over those by identity, without comparing fields.
+A server makes each tick's delta with a `SnapshotBuilder`, in one pass over the entities that compares only those
+that changed (a new immutable Player or Projectile, new extra fields), and the full snapshot only when someone
+needs one; it equals `delta` of the two snapshots.
 """
 
 from __future__ import annotations
@@ -65,6 +65,14 @@ class Delta:
     events: tuple[Event, ...] = ()
 
 
+PLAYER_FIELDS = ("name", "x", "y", "aim", "hp", "kills", "deaths", "respawn")
+"""A player's fields in a snapshot, in order (`_player_values` gives their values)."""
+
+
+def _player_values(p: Player) -> tuple[FieldValue, ...]:
+    return (p.name, round(p.x), round(p.y), p.aim_mrad, p.hp, p.kills, p.deaths, p.respawn_tick or 0)
+
+
 def _player_fields(p: Player) -> dict[str, FieldValue]:
     return {
         "name": p.name,
@@ -89,32 +97,70 @@ def snapshot(state: MatchState, events: tuple[Event, ...] = ()) -> Snapshot:
     return _snapshot_of(state, players, projectiles, events)
 
 
+def _match_fields(state: MatchState) -> dict[str, FieldValue]:
+    return {"start": state.start_tick or 0, "end": state.end_tick or 0, "over": int(state.over)}
+
+
 def _snapshot_of(
     state: MatchState, players: dict[int, Fields], projectiles: dict[int, Fields], events: tuple[Event, ...]
 ) -> Snapshot:
-    match = {
-        MATCH_ENTITY_ID: {
-            "start": state.start_tick or 0,
-            "end": state.end_tick or 0,
-            "over": int(state.over),
-        }
-    }
     return Snapshot(
         tick=state.tick,
-        entities={PLAYERS: players, PROJECTILES: projectiles, MATCH: match},
+        entities={PLAYERS: players, PROJECTILES: projectiles, MATCH: {MATCH_ENTITY_ID: _match_fields(state)}},
         events=events,
     )
 
 
+class _CachedPlayer:
+    """A player as the last snapshot shows it: the Player and extra values it was made from, its field values in
+    `PLAYER_FIELDS` order then the extra ones, and its field map once a snapshot needed it."""
+
+    __slots__ = ("extra_values", "fields", "names", "player", "values")
+
+    def __init__(
+        self,
+        player: Player,
+        extra_values: tuple[FieldValue, ...],
+        values: tuple[FieldValue, ...],
+        names: tuple[str, ...],
+        fields: Fields | None,
+    ) -> None:
+        self.player = player
+        self.extra_values = extra_values
+        self.values = values
+        self.names = names
+        """`PLAYER_FIELDS` and the builder's extra field names (only as many as there are values)."""
+        self.fields = fields
+
+    def fields_now(self) -> Fields:
+        if self.fields is None:
+            self.fields = dict(zip(self.names, self.values, strict=False))
+        return self.fields
+
+
 class SnapshotBuilder:
-    """Snapshots of one match, tick after tick, equal to `snapshot(state, events).with_fields(PLAYERS, ...)` but
-    reusing the field map of every entity that did not change since the previous call (see the module's rules)."""
+    """Snapshots of one match, tick after tick, and the deltas between them, made in one pass.
+
+    `advance` gives what `delta(previous, current)` gives for the snapshots of the previous call and this one,
+    where each snapshot is `snapshot(state, events).with_fields(PLAYERS, ...)`; `snapshot` gives that snapshot
+    itself, made only when asked for. An entity that did not change since the previous call (the same immutable
+    Player or Projectile, the same extra fields) keeps its very field map and costs one identity check; only the
+    entities that changed are compared field by field.
+    """
 
     def __init__(self, extra_player_fields: tuple[str, ...] = ()) -> None:
-        """`extra_player_fields`: the names of the values `build` is given per player, after the game's own."""
+        """`extra_player_fields`: the names of the values `advance` is given per player, after the game's own."""
         self.extra_player_fields = extra_player_fields
-        self._players: dict[int, tuple[Player, tuple[FieldValue, ...], Fields]] = {}
+        self._players: dict[int, _CachedPlayer] = {}
         self._projectiles: dict[int, tuple[Projectile, Fields]] = {}
+        self._match: Fields = {}
+        self._tick = 0
+        self._events: tuple[Event, ...] = ()
+        self._snapshot: Snapshot | None = None
+
+    def start(self, state: MatchState) -> None:
+        """Make `snapshot(state)` (no extra fields) the base of the next `advance`."""
+        self.advance(state)
 
     def build(
         self,
@@ -122,36 +168,112 @@ class SnapshotBuilder:
         events: tuple[Event, ...] = (),
         extra: Mapping[int, tuple[FieldValue, ...]] | None = None,
     ) -> Snapshot:
-        """The snapshot of `state`; `extra` gives each player's values of `extra_player_fields` (players it lacks
-        get none)."""
-        names = self.extra_player_fields
+        """`advance`, then the snapshot of `state`."""
+        self.advance(state, events, extra)
+        return self.snapshot()
+
+    def snapshot(self) -> Snapshot:
+        """The snapshot of the state last given to `advance`."""
+        if self._snapshot is None:
+            players = {player_id: cached.fields_now() for player_id, cached in self._players.items()}
+            projectiles = {projectile_id: cached[1] for projectile_id, cached in self._projectiles.items()}
+            self._snapshot = Snapshot(
+                tick=self._tick,
+                entities={PLAYERS: players, PROJECTILES: projectiles, MATCH: {MATCH_ENTITY_ID: self._match}},
+                events=self._events,
+            )
+        return self._snapshot
+
+    def advance(
+        self,
+        state: MatchState,
+        events: tuple[Event, ...] = (),
+        extra: Mapping[int, tuple[FieldValue, ...]] | None = None,
+    ) -> Delta:
+        """The delta from the previous call's snapshot to the snapshot of `state`; `extra` gives each player's
+        values of `extra_player_fields` (players it lacks get none)."""
+        all_names = PLAYER_FIELDS + self.extra_player_fields
         cached_players = self._players
-        players: dict[int, Fields] = {}
-        kept_players: dict[int, tuple[Player, tuple[FieldValue, ...], Fields]] = {}
+        kept_players: dict[int, _CachedPlayer] = {}
+        added_players: dict[int, Fields] = {}
+        changed_players: dict[int, Fields] = {}
         for player_id, player in state.players.items():
-            values = extra.get(player_id, ()) if extra is not None else ()
+            extra_values = extra.get(player_id, ()) if extra is not None else ()
             cached = cached_players.get(player_id)
-            fields: Fields
-            if cached is not None and cached[0] is player and cached[1] == values:
-                fields = cached[2]
-            else:
-                made = _player_fields(player)
-                if values:
-                    made.update(zip(names, values, strict=True))
-                fields = made
-            players[player_id] = fields
-            kept_players[player_id] = (player, values, fields)
+            if cached is not None and cached.player is player and cached.extra_values == extra_values:
+                kept_players[player_id] = cached
+                continue
+            values = _player_values(player) + tuple(extra_values)
+            if cached is None or len(cached.values) != len(values):  # new, or its set of fields changed
+                entry = _CachedPlayer(player, extra_values, values, all_names, None)
+                added_players[player_id] = entry.fields_now()
+                kept_players[player_id] = entry
+                continue
+            if cached.values == values:  # a new Player that looks the same: nothing to send, keep its field map
+                kept_players[player_id] = _CachedPlayer(player, extra_values, values, all_names, cached.fields)
+                continue
+            old = cached.values
+            changed_players[player_id] = {
+                all_names[index]: value for index, value in enumerate(values) if old[index] != value
+            }
+            kept_players[player_id] = _CachedPlayer(player, extra_values, values, all_names, None)
+        removed_players = tuple(sorted(pid for pid in cached_players if pid not in kept_players))
         self._players = kept_players
+
         cached_projectiles = self._projectiles
-        projectiles: dict[int, Fields] = {}
         kept_projectiles: dict[int, tuple[Projectile, Fields]] = {}
+        added_projectiles: dict[int, Fields] = {}
+        changed_projectiles: dict[int, Fields] = {}
         for projectile_id, projectile in state.projectiles.items():
             known = cached_projectiles.get(projectile_id)
-            shown = known[1] if known is not None and known[0] is projectile else _projectile_fields(projectile)
-            projectiles[projectile_id] = shown
+            if known is not None and known[0] is projectile:
+                kept_projectiles[projectile_id] = known
+                continue
+            shown = _projectile_fields(projectile)
             kept_projectiles[projectile_id] = (projectile, shown)
+            if known is None or known[1].keys() != shown.keys():
+                added_projectiles[projectile_id] = shown
+                continue
+            before = known[1]
+            diff = {name: value for name, value in shown.items() if before[name] != value}
+            if diff:
+                changed_projectiles[projectile_id] = diff
+        removed_projectiles = tuple(sorted(pid for pid in cached_projectiles if pid not in kept_projectiles))
         self._projectiles = kept_projectiles
-        return _snapshot_of(state, players, projectiles, events)
+
+        match_fields = _match_fields(state)
+        previous_match = self._match
+        added: dict[str, dict[int, Fields]] = {}
+        changed: dict[str, dict[int, Fields]] = {}
+        removed: dict[str, tuple[int, ...]] = {}
+        # kinds in sorted order, as `delta` lists them: match, players, projectiles
+        if not previous_match:
+            added[MATCH] = {MATCH_ENTITY_ID: match_fields}
+            self._match = match_fields
+        elif previous_match != match_fields:
+            diff = {name: value for name, value in match_fields.items() if previous_match[name] != value}
+            changed[MATCH] = {MATCH_ENTITY_ID: diff}
+            self._match = match_fields
+        for kind, kind_added, kind_changed, kind_removed in (
+            (PLAYERS, added_players, changed_players, removed_players),
+            (PROJECTILES, added_projectiles, changed_projectiles, removed_projectiles),
+        ):
+            if kind_removed:
+                removed[kind] = kind_removed
+            if kind_added:
+                added[kind] = kind_added
+            if kind_changed:
+                changed[kind] = kind_changed
+        change = Delta(
+            tick=state.tick,
+            base_tick=self._tick,
+            added=added,
+            changed=changed,
+            removed=removed,
+            events=events,
+        )
+        self._tick, self._events, self._snapshot = state.tick, events, None
+        return change
 
 
 def delta(previous: Snapshot, current: Snapshot) -> Delta:

@@ -29,7 +29,7 @@ import attrs
 import trio
 
 import game
-from game import MatchState, Notice, PlayerInput, Rules, ScoreLine, Snapshot
+from game import MatchState, Notice, PlayerInput, Rules, ScoreLine
 from game.ai import MAX_BOT_LEVEL
 from game.snapshot import SnapshotBuilder
 from server.checkpoint import MatchCheckpoint, SeatCheckpoint
@@ -192,7 +192,6 @@ class Match:
     spectators: set[Session] = attrs.field(factory=set, init=False)
     finished: bool = attrs.field(default=False, init=False)
     _next_player_id: int = attrs.field(default=1, init=False)
-    _last_snapshot: Snapshot = attrs.field(init=False)
     _snapshots: SnapshotBuilder = attrs.field(factory=lambda: SnapshotBuilder(SERVER_PLAYER_FIELDS), init=False)
     _feed: DelayedFeed | None = attrs.field(default=None, init=False)
     _membership_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -214,7 +213,7 @@ class Match:
 
     def __attrs_post_init__(self) -> None:
         self.state = MatchState.initial(seed=self.seed, rules=self.rules)
-        self._last_snapshot = game.snapshot(self.state)
+        self._snapshots.start(self.state)
         delay_ticks = round(self.spectator_delay * self.rules.tick_rate)
         if delay_ticks > 0:
             self._feed = DelayedFeed(delay_ticks=delay_ticks)
@@ -231,7 +230,7 @@ class Match:
     def final_snapshot(self) -> bytes:
         """The last state sent, with the events of its tick (the match's end, once over), encoded: what a player
         who comes back after the end is shown."""
-        return encode(self._last_snapshot)
+        return encode(self._snapshots.snapshot())
 
     def standings(self) -> tuple[list[ScoreLine], dict[int, str]]:
         """The scoreboard, best first (as `match_end` ranks it), and the identity of each player id (bots have none)."""
@@ -490,7 +489,8 @@ class Match:
         """Take over a match another server checkpointed (before `run`): its state and seats, each player's
         seat held for `resume_window` seconds for it to resume here with the token it holds."""
         self.state = checkpoint.state
-        self._last_snapshot = game.snapshot(self.state)
+        self._snapshots = SnapshotBuilder(SERVER_PLAYER_FIELDS)
+        self._snapshots.start(self.state)
         self._next_player_id = checkpoint.next_player_id
         held_until = trio.current_time() + self.resume_window
         for saved in checkpoint.seats:
@@ -660,8 +660,7 @@ class Match:
                 server_fields[player_id] = (session.rtt_ms, latest.seq if latest else 0, seat.status)
         if self._notices:
             events, self._notices = (*events, *self._notices), []
-        current = self._snapshots.build(self.state, events, server_fields)
-        delta_frame = binary_frame(encode(game.delta(self._last_snapshot, current)))
+        delta_frame = binary_frame(encode(self._snapshots.advance(self.state, events, server_fields)))
         snapshot_frame: bytes | None = None
         feed = self._feed
         receivers = [seat.session for _, seat in sorted(self.seats.items()) if seat.session]
@@ -669,16 +668,15 @@ class Match:
             receivers += self.spectators
         else:
             if feed.wants_keyframe(self.state.tick):
-                snapshot_frame = binary_frame(encode(current))
+                snapshot_frame = binary_frame(encode(self._snapshots.snapshot()))
                 feed.record(self.state.tick, delta_frame, snapshot_frame)
             else:
                 feed.record(self.state.tick, delta_frame)
             self._send_to_spectators(self.state.tick)
         for session in receivers:
             if session.needs_snapshot:
-                snapshot_frame = snapshot_frame or binary_frame(encode(current))
+                snapshot_frame = snapshot_frame or binary_frame(encode(self._snapshots.snapshot()))
                 session.needs_snapshot = False
                 session.send_state(snapshot_frame)
             else:
                 session.send_state(delta_frame)
-        self._last_snapshot = current

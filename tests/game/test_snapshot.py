@@ -25,6 +25,7 @@ from game import (
     add_player,
     apply,
     delta,
+    remove_player,
     snapshot,
     step,
 )
@@ -209,8 +210,8 @@ def test_the_builder_makes_the_same_snapshots_and_reuses_what_did_not_change(see
         built = builder.build(state, events, extra)
         expected_extra = {pid: {"ping": ping, "ack": ack} for pid, (ping, ack) in extra.items()}
         assert built == snapshot(state, events).with_fields(PLAYERS, expected_extra)
-        for kind, by_id in built.entities.items():
-            for eid, fields in by_id.items():
+        for kind in (PLAYERS, PROJECTILES):
+            for eid, fields in built.entities.get(kind, {}).items():
                 old = previous.entities.get(kind, {}).get(eid)
                 if old is fields:
                     reused += 1
@@ -218,6 +219,42 @@ def test_the_builder_makes_the_same_snapshots_and_reuses_what_did_not_change(see
                     assert entity is (state.players if kind == PLAYERS else state.projectiles)[eid]
         previous_state, previous = state, built
     assert reused > 0
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**64 - 1), players=st.integers(min_value=2, max_value=8))
+def test_the_builder_advances_by_exactly_the_delta_of_the_two_snapshots(seed: int, players: int) -> None:
+    """`advance` gives `delta(previous, current)` to the last detail (kinds and entities in the same order, so the
+    same bytes on the wire), through joins, leaves, idle ticks, extra fields that change or go missing."""
+    rng = random.Random(seed)
+    state = MatchState.initial(seed=seed)
+    for pid in range(1, players + 1):
+        state = add_player(state, pid, f"player {pid}")
+    builder = SnapshotBuilder(("ping", "ack", "status"))
+    builder.start(state)
+    previous = snapshot(state)
+    assert builder.snapshot() == previous
+    next_id = players + 1
+    for _ in range(400):
+        if rng.random() < 0.02 and len(state.players) > 1:
+            state = remove_player(state, rng.choice(sorted(state.players)))
+        if rng.random() < 0.02 and not state.full:
+            state = add_player(state, next_id, f"player {next_id}")
+            next_id += 1
+        inputs = _random_inputs(state, rng) if rng.random() < 0.7 else {}
+        state, events = step(state, inputs)
+        extra = {
+            pid: (40 + (state.tick // 45) % 3, state.tick // 3, "playing" if pid % 2 else "bot")
+            for pid in state.players
+            if rng.random() < 0.95
+        }
+        change = builder.advance(state, events, extra)
+        current = snapshot(state, events).with_fields(
+            PLAYERS, {pid: dict(zip(("ping", "ack", "status"), values, strict=True)) for pid, values in extra.items()}
+        )
+        assert repr(change) == repr(delta(previous, current))
+        assert builder.snapshot() == current
+        previous = current
 
 
 def test_snapshot_of_a_match_holds_only_ints_and_strs() -> None:
