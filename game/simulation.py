@@ -39,6 +39,10 @@ class _Geometry:
     projectile_walls: tuple[_GrownWall, ...]
     reach_squared: float
     """How close a projectile's centre comes to a player's before it hits: (player radius + its radius) squared."""
+    player_step: float
+    projectile_step: float
+    projectile_life_ticks: int
+    """The rules' derived values the step reads every tick (properties computed on each read), read once."""
 
 
 _geometries: dict[int, tuple[Rules, _Geometry]] = {}
@@ -52,6 +56,9 @@ def _geometry(rules: Rules) -> _Geometry:
         player_walls=_grown_walls(rules, margin=rules.player_radius),
         projectile_walls=_grown_walls(rules, margin=rules.projectile_radius),
         reach_squared=(rules.player_radius + rules.projectile_radius) ** 2,
+        player_step=rules.player_step,
+        projectile_step=rules.projectile_step,
+        projectile_life_ticks=rules.projectile_life_ticks,
     )
     if len(_geometries) > 64:  # rules are made per match at most: this stays small
         _geometries.clear()
@@ -108,7 +115,7 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
     players = dict(state.players)
     for pid in sorted(players):
         player = players[pid]
-        if not player.alive and player.respawn_tick is not None and player.respawn_tick <= tick:
+        if player.hp <= 0 and player.respawn_tick is not None and player.respawn_tick <= tick:
             others = [p for p in players.values() if p.id != pid]
             rng_state, (x, y) = _pick_spawn_point(rng_state, rules, others)
             players[pid] = attrs.evolve(player, x=x, y=y, hp=rules.max_hp, respawn_tick=None)
@@ -122,8 +129,8 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
         player_input = inputs.get(pid)
         if player_input is None:
             continue
-        player = _apply_input(players[pid], player_input, rules, geometry.player_walls)
-        if player_input.fire and player.alive and tick >= player.next_fire_tick:
+        player = _apply_input(players[pid], player_input, rules, geometry)
+        if player_input.fire and player.hp > 0 and tick >= player.next_fire_tick:
             lag = _lag(player_input.view_tick, tick, rules)
             projectile = _launch(player, next_projectile_id, tick - lag, rules)
             next_projectile_id += 1
@@ -134,17 +141,18 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
         players[pid] = player
 
     # Living players in id order and where projectiles can hit them (nobody moves while projectiles fly).
-    targets = [(pid, player.x, player.y) for pid, player in sorted(players.items()) if player.alive]
+    targets = [(pid, player.x, player.y) for pid, player in sorted(players.items()) if player.hp > 0]
     keep = rules.lag_compensation_ticks
     history = (*state.history, (tick, tuple(targets)))[-keep:] if keep else ()
-    life_ticks = rules.projectile_life_ticks
+    life_ticks = geometry.projectile_life_ticks
+    projectile_step = geometry.projectile_step
     for projectile_id in sorted(projectiles):
         projectile = projectiles[projectile_id]
         age = tick - projectile.spawn_tick
         if age > life_ticks:
             del projectiles[projectile_id]
             continue
-        x, y = projectile_position(projectile, tick, rules)
+        x, y = _position(projectile, tick, projectile_step)
         if _blocked(x, y, rules, blockers):
             del projectiles[projectile_id]
             continue
@@ -200,10 +208,10 @@ def _rewound_flight_hit(
 ) -> bool:
     """Fly a lag-compensated projectile from its (earlier) spawn tick up to `tick`, judged at each of those ticks
     against where players were then. True if it ended there (a wall, the edge, or a hit on a player still alive)."""
-    alive_now = {pid for pid, player in players.items() if player.alive}
+    alive_now = {pid for pid, player in players.items() if player.hp > 0}
     positions = {past: entries for past, entries in history if projectile.spawn_tick < past < tick}
     for past in range(projectile.spawn_tick + 1, tick):
-        x, y = projectile_position(projectile, past, rules)
+        x, y = _position(projectile, past, geometry.projectile_step)
         if _blocked(x, y, rules, geometry.projectile_walls):
             return True
         then = [entry for entry in positions.get(past, ()) if entry[0] in alive_now]
@@ -234,18 +242,21 @@ def _hit(
 
 def projectile_position(projectile: Projectile, tick: int, rules: Rules) -> tuple[float, float]:
     """Where a projectile is at `tick`: it flies straight from its launch point at constant speed."""
-    distance = (tick - projectile.spawn_tick) * rules.projectile_step
+    return _position(projectile, tick, rules.projectile_step)
+
+
+def _position(projectile: Projectile, tick: int, projectile_step: float) -> tuple[float, float]:
+    distance = (tick - projectile.spawn_tick) * projectile_step
     angle = projectile.aim_mrad / 1000
     return projectile.x0 + math.cos(angle) * distance, projectile.y0 + math.sin(angle) * distance
 
 
-def _apply_input(
-    player: Player, player_input: PlayerInput, rules: Rules, player_walls: tuple[_GrownWall, ...]
-) -> Player:
+def _apply_input(player: Player, player_input: PlayerInput, rules: Rules, geometry: _Geometry) -> Player:
     aim_mrad = max(-_MAX_AIM_MRAD, min(_MAX_AIM_MRAD, round(player_input.aim * 1000)))
-    if not player.alive:
+    if player.hp <= 0:
         return attrs.evolve(player, aim_mrad=aim_mrad)
-    speed = rules.player_step
+    player_walls = geometry.player_walls
+    speed = geometry.player_step
     if player_input.move_x and player_input.move_y:
         speed *= _DIAGONAL
     x, y = player.x, player.y
@@ -338,7 +349,8 @@ def _first_target(
 ) -> int | None:
     """The first living player (in id order) other than the shooter `owner` within reach of (x, y)."""
     for pid, player_x, player_y in targets:
-        if pid != owner and (player_x - x) ** 2 + (player_y - y) ** 2 <= reach_squared:
+        dx, dy = player_x - x, player_y - y
+        if pid != owner and dx * dx + dy * dy <= reach_squared:  # products, not ** 2: libm's pow need not round alike
             return pid
     return None
 
@@ -350,7 +362,10 @@ def _pick_spawn_point(rng_state: int, rules: Rules, others: Iterable[Player]) ->
     free = [
         point
         for point in rules.spawn_points
-        if all((p.x - point[0]) ** 2 + (p.y - point[1]) ** 2 > clearance_squared for p in living)
+        if all(
+            (p.x - point[0]) * (p.x - point[0]) + (p.y - point[1]) * (p.y - point[1]) > clearance_squared
+            for p in living
+        )
     ]
     candidates = free or list(rules.spawn_points)
     rng_state, value = next_random(rng_state)
