@@ -30,6 +30,7 @@ COUNT_KEYS = (
     "resumes_after_the_end",
     "moves",
     "resume_servers_unreachable",
+    "hosts_gone_before_join",
     "queued_at_the_end",
     "servers_went_away",
     "inputs_sent",
@@ -128,6 +129,7 @@ def build_report(raw: dict[str, Any], *, config: dict[str, Any], seconds: float)
         "moves": {  # matches that moved to another server of the fleet while bots played (a server drained)
             "followed": raw.get("moves", 0),
             "resumes_via_the_first_server": raw.get("resume_servers_unreachable", 0),
+            "seats_whose_server_went_away_before_the_join": raw.get("hosts_gone_before_join", 0),
             "connections_closed_by_a_server_going_away": raw.get("servers_went_away", 0),
             "seconds_to_resume": quantiles(raw.get("move_seconds", []), 0.5, 0.99),
             "refusals": raw.get("moves_refused", {}),

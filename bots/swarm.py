@@ -89,6 +89,9 @@ class SwarmStats:
     """Bots still waiting for a seat when the run ended (not counted as queue attempts)."""
     resume_servers_unreachable: int = 0
     """Resumes that went through the starting server because the match's server could not be reached."""
+    hosts_gone_before_join: int = 0
+    """Seats given on another server of the fleet that refused the connection when the bot got there (it shut
+    down meanwhile, a deploy): the bot queued again from where it was, as the browser client does."""
     # latency and throughput
     rtt_ms: list[float] = attrs.field(factory=list)
     input_ack_ms: list[float] = attrs.field(factory=list)
@@ -138,6 +141,7 @@ class SwarmStats:
             "move_seconds": self.move_seconds,
             "moves_refused": dict(self.moves_refused),
             "resume_servers_unreachable": self.resume_servers_unreachable,
+            "hosts_gone_before_join": self.hosts_gone_before_join,
             "queued_at_the_end": self.queued_at_the_end,
             "servers_went_away": self.servers_went_away,
             "rtt_ms": self.rtt_ms,
@@ -226,29 +230,9 @@ class Swarm:
                         # then resume through the server it started from, which knows where the seat is now
                         stats.resume_servers_unreachable += 1
                         bot.resume_url = None
-                async with connect(
-                    bot.resume_url or self.config.url,
-                    name=bot.name,
-                    token=bot.token,
-                    message_queue_size=16,
-                    source_address=bot.source_address,
-                ) as client:
-                    stats.connected += 1
-                    stats.connections_opened += 1
-                    if stats.tick_rate == 0 and client.welcome is not None:
-                        stats.tick_rate = client.welcome.tick_rate
-                    if client.welcome is not None:
-                        rules = client.welcome.rules
-                        bot.brain.arena_size = (
-                            int(rules.get("width", ARENA_SIZE[0])),
-                            int(rules.get("height", ARENA_SIZE[1])),
-                        )
-                    try:
-                        if await self._serve_connection(bot, client) == "done":
-                            return
-                    finally:
-                        stats.connected -= 1
-                continue  # dropped on purpose: reconnect and resume
+                if await self._play_connection(bot, bot.resume_url or self.config.url) == "done":
+                    return
+                continue  # dropped on purpose, or its match's server went away: reconnect and resume
             except BaseExceptionGroup as group:  # what went wrong inside the connection's nursery
                 failures = _leaves(group)
                 if not all(isinstance(failure, _BOT_FAILURES) for failure in failures):
@@ -262,6 +246,37 @@ class Swarm:
                 bot.dropped_at = None
             bot.resume_token, bot.resume_url = None, None
             await trio.sleep(bot.rng.uniform(*RECONNECT_BACKOFF_SECONDS))
+
+    async def _play_connection(self, bot: _Bot, url: str) -> str:
+        """One connection to `url`: "done" when the run is over, "again" to reconnect (a chaos drop, or the server
+        of the match it dropped out of stopped listening since the probe: then through the first server)."""
+        stats = self.stats
+        connected = False
+        try:
+            async with connect(
+                url, name=bot.name, token=bot.token, message_queue_size=16, source_address=bot.source_address
+            ) as client:
+                connected = True
+                stats.connected += 1
+                stats.connections_opened += 1
+                if stats.tick_rate == 0 and client.welcome is not None:
+                    stats.tick_rate = client.welcome.tick_rate
+                if client.welcome is not None:
+                    rules = client.welcome.rules
+                    bot.brain.arena_size = (
+                        int(rules.get("width", ARENA_SIZE[0])),
+                        int(rules.get("height", ARENA_SIZE[1])),
+                    )
+                try:
+                    return await self._serve_connection(bot, client)
+                finally:
+                    stats.connected -= 1
+        except OSError:
+            if connected or url == self.config.url:
+                raise
+            stats.resume_servers_unreachable += 1
+            bot.resume_url = None
+            return "again"
 
     def _record_failure(self, failure: BaseException) -> None:
         stats = self.stats
@@ -337,7 +352,12 @@ class Swarm:
                 stats.queue_attempts -= 1
                 stats.queued_at_the_end += 1
                 return False
-            await client.follow(reserved)
+            try:
+                await client.follow(reserved)
+            except OSError:  # the host shut down between placing the bot and its arrival (a deploy): queue again
+                stats.hosts_gone_before_join += 1
+                stats.queue_attempts -= 1
+                return await self._queue(client)
             await client.redeem(reserved.reservation, timeout=10)
         except RefusedError as refused:
             stats.refusals[str(refused)] += 1
