@@ -14,7 +14,8 @@ and client count it starts a fresh server, connects the clients, lets them settl
   it, over every (clients/50)th client, so the sample spans each server's whole fan-out order).
 
 Arena's load is its real fan-out: one match (a player and server-side bots, so there is a delta every tick)
-watched by CLIENTS spectators, who get the same delta as the players. The peers broadcast a 154-byte frame.
+watched by CLIENTS spectators, who get the same delta as the players (live: `--spectator-delay 0`). The peers
+broadcast a 154-byte frame.
 The clients only count frames: they parse frame headers themselves (server frames are unmasked) and answer
 pings, so one core can take ~100k messages per second; if the generator itself runs out of CPU, the line
 says so (generator CPU %), and then achieved rates below 30 are the generator's limit, not the server's.
@@ -257,9 +258,23 @@ class ArenaStack(Stack):
 
     def command(self, port: int) -> list[str]:
         return [
-            sys.executable, "-m", "server", "--port", str(port), "--log-level", "warning", "--queue-wait", "0.2",
-            "--match-seconds", "3600", "--kill-limit", "1000000", *LOAD_FROM_ONE_HOST,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "server",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--queue-wait",
+            "0.2",
+            "--match-seconds",
+            "3600",
+            "--kill-limit",
+            "1000000",
+            "--spectator-delay",
+            "0",
+            *LOAD_FROM_ONE_HOST,
+        ]  # fmt: skip  (spectators live, as the peers broadcast: the default 10 s delay would send nothing at first)
 
     async def prepare(self, port: int, nursery: trio.Nursery) -> None:
         url = f"ws://127.0.0.1:{port}/ws"
