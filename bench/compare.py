@@ -43,7 +43,15 @@ from pathlib import Path
 
 import msgpack
 import trio
-from fanout import LOAD_FROM_ONE_HOST, cpu_seconds, print_profile_summary, py_spy_path, rss_bytes, start_profile
+from fanout import (
+    LOAD_FROM_ONE_HOST,
+    cpu_seconds,
+    print_profile_summary,
+    py_spy_path,
+    ramp,
+    rss_bytes,
+    start_profile,
+)
 from wsproto.frame_protocol import FrameProtocol
 
 from bots.client import connect, guest_token, http_request, http_url
@@ -345,12 +353,8 @@ async def measure(stack: Stack, port: int, pid: int, clients: int, seconds: floa
             counters.append(counter)
             arrivals.put(counter)
 
-        async with trio.open_nursery() as ramp:
-            for index in range(clients):
-                ramp.start_soon(subscribe, index)
-                if index % RAMP_BATCH == RAMP_BATCH - 1:
-                    await trio.sleep(0.25)
-                    print(f"  {stack.name}: {len(counters)}/{clients} connected", file=sys.stderr, flush=True)
+        progress = f"{stack.name}: {{joined}}/{{count}} connected"
+        await ramp(clients, subscribe, counters, batch=RAMP_BATCH, progress=progress)
         await trio.sleep(3)  # settle
         rss = rss_bytes(pid)
         for counter in counters:

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sized
 from contextlib import contextmanager
 
 import trio
@@ -63,6 +63,17 @@ def idle_spins(core: int, seconds: float) -> subprocess.Popen[str]:
 def spins_of(probe: subprocess.Popen[str]) -> int:
     output, _ = probe.communicate()
     return int(output)
+
+
+async def ramp(count: int, join: Callable[[int], Awaitable[None]], joined: Sized, *, batch: int, progress: str) -> None:
+    """Start `join(index)` for each of `count` clients, `batch` at a time a quarter second apart, printing
+    `progress` with how many have joined (`len(joined)`) after each batch; returns once all have tried."""
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            nursery.start_soon(join, index)
+            if index % batch == batch - 1:
+                await trio.sleep(0.25)
+                print(f"  {progress.format(joined=len(joined), count=count)}", file=sys.stderr, flush=True)
 
 
 def rss_bytes(pid: int) -> int:

@@ -38,6 +38,9 @@ from fanout import (
     spins_of,
     start_profile,
 )
+from fanout import (
+    ramp as ramp_clients,
+)
 
 from bots.client import guest_token, http_request
 from server.codec import decode_server, encode
@@ -109,12 +112,7 @@ def play_all(arrivals: queue.SimpleQueue[Player], stop: threading.Event, failure
 
 async def ramp(players: int, join: Callable[[int], Awaitable[None]], joined: list[Player]) -> None:
     """Start `join(index)` for every player, RAMP_BATCH at a time, saying how many play; returns once all tried."""
-    async with trio.open_nursery() as nursery:
-        for index in range(players):
-            nursery.start_soon(join, index)
-            if index % RAMP_BATCH == RAMP_BATCH - 1:
-                await trio.sleep(0.25)
-                print(f"  {len(joined)}/{players} playing", file=sys.stderr, flush=True)
+    await ramp_clients(players, join, joined, batch=RAMP_BATCH, progress="{joined}/{count} playing")
 
 
 async def join_player(port: int, index: int) -> FrameCounter:

@@ -14,7 +14,6 @@ import math
 import random
 from collections import Counter
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -222,14 +221,6 @@ class Swarm:
             try:
                 if bot.token is None:
                     bot.token = await guest_token(self.config.url, bot.name, source_address=bot.source_address)
-                if bot.resume_url is not None and bot.resume_url != self.config.url:
-                    try:  # the server hosting the match it dropped out of: gone, in a fleet, after a kill?
-                        probe = await trio.open_tcp_stream(*_host_and_port(bot.resume_url))
-                        await probe.aclose()
-                    except OSError:
-                        # then resume through the server it started from, which knows where the seat is now
-                        stats.resume_servers_unreachable += 1
-                        bot.resume_url = None
                 if await self._play_connection(bot, bot.resume_url or self.config.url) == "done":
                     return
                 continue  # dropped on purpose, or its match's server went away: reconnect and resume
@@ -249,7 +240,8 @@ class Swarm:
 
     async def _play_connection(self, bot: _Bot, url: str) -> str:
         """One connection to `url`: "done" when the run is over, "again" to reconnect (a chaos drop, or the server
-        of the match it dropped out of stopped listening since the probe: then through the first server)."""
+        of the match it dropped out of refused the connection: gone, in a fleet, after a kill or a deploy; then it
+        resumes through the server it started from, which knows where the seat is now)."""
         stats = self.stats
         connected = False
         try:
@@ -529,11 +521,6 @@ class Swarm:
             )
             previous_updates, previous_bytes = stats.updates, stats.bytes_received
             previous_resumes, previous_refused = stats.resumes, refused
-
-
-def _host_and_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "wss" else 80)
 
 
 _BOT_FAILURES = (

@@ -549,7 +549,8 @@ class Match:
                 await self._ticking.wait()
                 if self._tick_error is not None:
                     raise self._tick_error
-                deadline = self._last_deadline or deadline
+                if self._last_deadline is not None:
+                    deadline = self._last_deadline
             if self.state.over and self.on_over is not None:
                 self.on_over(self)
             if self.state.over and self._feed is not None:
