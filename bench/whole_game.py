@@ -175,6 +175,7 @@ async def measure(
             player.counter.sock.close()
     matches = max(1, after["matches"])
     ticks = after["tick"]["ticks"] - before["tick"]["ticks"]
+    tick_seconds = after["uptime_seconds"] - before["uptime_seconds"]  # the server's own clock, between the reads
     return {
         "players": players,
         "inputs_per_second_per_player": inputs_per_second,
@@ -182,7 +183,7 @@ async def measure(
         "failures": len(failures),
         "first_failure": failures[0] if failures else None,
         "matches": after["matches"],
-        "ticks_per_second_per_match": round(ticks / matches / elapsed, 2),
+        "ticks_per_second_per_match": round(ticks / matches / tick_seconds, 2),
         "skipped_ticks": after["tick"]["skipped"] - before["tick"]["skipped"],
         "tick_lateness_ms_p50": after["tick"]["lateness_ms_p50"],
         "tick_lateness_ms_p99": after["tick"]["lateness_ms_p99"],

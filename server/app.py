@@ -335,7 +335,7 @@ class ArenaServer:
             "version": VERSION,
             "protocol": PROTOCOL_VERSION,
             "game_build": "compiled" if compiled_game.status.startswith("compiled") else "pure",
-            "uptime_seconds": round(time.monotonic() - self._started_at, 1),
+            "uptime_seconds": round(time.monotonic() - self._started_at, 3),
             "tick_rate": self.config.tick_rate,
             "connections": len(self.sessions),
             "tcp_connections": self.connections.total,
@@ -942,7 +942,7 @@ class ArenaServer:
         while True:
             await trio.sleep(1.0)
             now = trio.current_time()
-            recent = sorted(lateness for started, lateness, _ in self.statistics.samples if started >= now - 1.0)
+            recent, _ = self.statistics.since(now - 1.0)
             point: dict[str, float | int | None] = {
                 "t": round(self.uptime(), 1),
                 "lateness_ms_p50": percentile_ms(recent, 0.5) if recent else None,

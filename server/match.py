@@ -21,6 +21,7 @@ import itertools
 import logging
 import math
 import secrets
+from array import array
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -47,39 +48,61 @@ MAX_CATCH_UP_TICKS = 3
 SERVER_PLAYER_FIELDS = ("ping", "ack", "status")
 """What the server adds to each player in snapshots (docs/protocol.md): round trip, last input applied, seat."""
 TIMING_WINDOW_SECONDS = 10.0
-TIMING_MAX_SAMPLES = 3000
 TICK_COST_SMOOTHING = 0.05
 """Weight of the newest tick in a match's `tick_cost` (about the last 20 ticks count)."""
 
 
 @attrs.define(eq=False)
+class _TimingSecond:
+    """The ticks that started within one second of trio time: their lateness and duration, in seconds."""
+
+    start: int
+    lateness: array[float] = attrs.field(factory=lambda: array("d"))
+    duration: array[float] = attrs.field(factory=lambda: array("d"))
+
+
+@attrs.define(eq=False)
 class TickStatistics:
-    """Tick timing across all matches of a server, for /healthz: counts since start, and lateness and duration
-    over the last `TIMING_WINDOW_SECONDS` (at most `TIMING_MAX_SAMPLES` ticks)."""
+    """Tick timing across all matches of a server, for /healthz: counts since start, and every tick's lateness and
+    duration over the last `TIMING_WINDOW_SECONDS`, kept a second at a time in arrays of floats (a busy server
+    runs thousands of ticks a second: every one of them counts in the percentiles, for 16 bytes each)."""
 
     ticks: int = 0
     skipped_ticks: int = 0
-    samples: deque[tuple[float, float, float]] = attrs.field(factory=lambda: deque(maxlen=TIMING_MAX_SAMPLES))
-    """(when the tick started, how late, how long it took), in seconds of trio time."""
+    _seconds: deque[_TimingSecond] = attrs.field(
+        factory=lambda: deque(maxlen=int(TIMING_WINDOW_SECONDS) + 1), init=False
+    )
     observe: Callable[[float, float], None] | None = None
     """Also told every tick's lateness and duration (the server's metrics)."""
 
     def record(self, started: float, lateness: float, duration: float) -> None:
         self.ticks += 1
-        self.samples.append((started, lateness, duration))
+        second = int(started)
+        seconds = self._seconds
+        if not seconds or seconds[-1].start != second:
+            seconds.append(_TimingSecond(second))
+        current = seconds[-1]
+        current.lateness.append(lateness)
+        current.duration.append(duration)
         if self.observe is not None:
             self.observe(lateness, duration)
 
+    def since(self, start: float) -> tuple[list[float], list[float]]:
+        """The lateness and the duration of the ticks of every whole second of trio time from the one holding
+        `start` on, each sorted."""
+        first = int(start)
+        recent = [second for second in self._seconds if second.start >= first]
+        lateness = sorted(value for second in recent for value in second.lateness)
+        durations = sorted(value for second in recent for value in second.duration)
+        return lateness, durations
+
     def summary(self) -> dict[str, float | int]:
-        window_start = trio.current_time() - TIMING_WINDOW_SECONDS
-        recent = [sample for sample in self.samples if sample[0] >= window_start]
-        lateness = sorted(sample[1] for sample in recent)
-        durations = sorted(sample[2] for sample in recent)
+        lateness, durations = self.since(trio.current_time() - TIMING_WINDOW_SECONDS + 1)
         return {
             "ticks": self.ticks,
             "skipped": self.skipped_ticks,
             "window_seconds": TIMING_WINDOW_SECONDS,
-            "window_ticks": len(recent),
+            "window_ticks": len(lateness),
             "lateness_ms_p50": percentile_ms(lateness, 0.50),
             "lateness_ms_p99": percentile_ms(lateness, 0.99),
             "lateness_ms_max": percentile_ms(lateness, 1.0),

@@ -219,6 +219,8 @@ def prune(directory: Path, *, keep: int, max_age_seconds: float) -> int:
             if index >= keep or too_old:
                 os.remove(path)
                 removed += 1
+        except FileNotFoundError:
+            pass  # another match's ending pruned it first (they end together when the server stops)
         except OSError as error:
             logger.warning("could not remove the old replay %s: %s", path, error.strerror)
     return removed

@@ -7,7 +7,7 @@ import itertools
 
 import trio
 
-from server.match import TickScheduler
+from server.match import TickScheduler, TickStatistics
 
 
 class Ticking:
@@ -60,3 +60,23 @@ async def test_a_tick_scheduled_earlier_than_the_one_slept_for_wakes_the_schedul
         ("soon", 2.0, 2.0),
         ("late", 10.0, 10.0),
     ]
+
+
+async def test_tick_statistics_keep_every_tick_of_the_window_however_many_matches_tick() -> None:
+    # 150 matches at 30 Hz: 4,500 ticks a second. /healthz's percentiles must cover the whole 10 s window, not the
+    # last second or so (a bounded sample once kept only the last 3,000 ticks: a late second earlier in the window
+    # went unseen).
+    statistics = TickStatistics()
+    now = trio.current_time()
+    ticks_per_second = 4500
+    for index in range(12 * ticks_per_second):
+        started = now - 12 + index / ticks_per_second
+        late_second = now - 9 <= started < now - 8  # one bad second, early in the window
+        statistics.record(started, 0.050 if late_second else 0.001, 0.0002)
+    summary = statistics.summary()
+    assert summary["ticks"] == 12 * ticks_per_second
+    assert 9 * ticks_per_second <= summary["window_ticks"] <= 10 * ticks_per_second
+    assert summary["lateness_ms_p99"] == 50.0  # the bad second is a tenth of the window
+    assert summary["lateness_ms_p50"] == 1.0
+    lateness, _ = statistics.since(now - 1)
+    assert 0.001 in lateness and 0.050 not in lateness
