@@ -14,10 +14,12 @@ from typing import Any
 import attrs
 import msgpack
 
-from game import Death, Delta, Event, Hit, MatchEnd, Notice, Respawn, ScoreLine, Snapshot
+from game import Death, Delta, Event, Hit, MatchEnd, Notice, PlayerInput, Respawn, ScoreLine, Snapshot
 from server.auth import MAX_TOKEN_BYTES
 from server.messages import (
     CLIENT_MESSAGE_TYPES,
+    MAX_AIM,
+    MAX_SEQUENCE,
     Authenticated,
     Cancelled,
     ClientMessage,
@@ -202,6 +204,42 @@ def decode_client(data: bytes) -> ClientMessage:
         return message_type(**wire)
     except (TypeError, ValueError) as error:
         raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"{tag}: {error}"[:120]) from None
+
+
+_INPUT_FIELDS = frozenset(("t", "seq", "mx", "my", "aim", "fire", "view"))
+_INPUT_MAP_BYTE = FIXMAP_FIRST + len(_INPUT_FIELDS)
+
+
+def decode_input(data: bytes) -> PlayerInput | None:
+    """The game's input from a client's `input` message: the message a playing client sends many times a second,
+    read without building the `Input` message in between. Takes only a valid input message, exactly as docs/
+    protocol.md has it (its seven fields, each in range, no key twice): for anything else it returns None, and
+    `decode_client` parses the frame and says what is wrong with it. The checks are `Input`'s own (the range of
+    `aim` also refuses NaN and the infinities)."""
+    if not data or data[0] != _INPUT_MAP_BYTE or len(data) > MAX_CLIENT_MESSAGE_BYTES:
+        return None
+    try:
+        wire = msgpack.unpackb(data, strict_map_key=True, **_CLIENT_UNPACK_LIMITS)
+    except Exception:  # the careful path reports it
+        return None
+    if len(wire) != len(_INPUT_FIELDS) or wire.keys() != _INPUT_FIELDS or wire["t"] != "input":
+        return None
+    seq, move_x, move_y, aim, fire, view = wire["seq"], wire["mx"], wire["my"], wire["aim"], wire["fire"], wire["view"]
+    if (
+        type(seq) is int
+        and 0 <= seq <= MAX_SEQUENCE
+        and type(move_x) is int
+        and -1 <= move_x <= 1
+        and type(move_y) is int
+        and -1 <= move_y <= 1
+        and (type(aim) is float or type(aim) is int)
+        and -MAX_AIM <= aim <= MAX_AIM
+        and type(fire) is bool
+        and type(view) is int
+        and 0 <= view <= MAX_SEQUENCE
+    ):
+        return PlayerInput(seq=seq, move_x=move_x, move_y=move_y, aim=float(aim), fire=fire, view_tick=view)
+    return None
 
 
 REPLAY_LIMITS: dict[str, Any] = {

@@ -22,7 +22,7 @@ import trio
 
 from game import PlayerInput
 from server.auth import Identity
-from server.codec import CloseCode, ProtocolError, decode_client
+from server.codec import CloseCode, ProtocolError, decode_client, decode_input
 from server.config import ServerConfig
 from server.limits import FrameBudget, FrameKind
 from server.messages import ClientMessage
@@ -146,7 +146,9 @@ class Session:
         overflows `overflow_limit` times within `overflow_window` seconds is closed with 1008.
         """
         if not self.closing:
-            self._sent(self.outbox.put_nowait(frame, state=True))
+            result = self.outbox.put_nowait(frame, state=True)
+            if result is not Put.ACCEPTED:
+                self._sent(result)
 
     def _sent(self, result: Put) -> None:
         if result is Put.ACCEPTED:
@@ -220,9 +222,14 @@ class Session:
     def receive_message(self, data: bytes | str) -> None:
         if self.closing:
             return
+        self.messages_received += 1
+        self.bytes_received += len(data)
+        if self.player_id is not None and type(data) is bytes:  # a player's inputs, the common case, go straight
+            player_input = decode_input(data)
+            if player_input is not None:
+                self.receive_input(player_input)
+                return
         try:
-            self.messages_received += 1
-            self.bytes_received += len(data)
             if isinstance(data, str):
                 raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "text frames are not accepted: send binary msgpack")
             self.handle_message(self, decode_client(data))

@@ -161,9 +161,18 @@ class _ServerProtocol(WSConnection):
         wsproto."""
         if self.refused:
             return b""  # the connection is being failed: what it sends is not even parsed
-        listener = self._listener
-        if listener is None or not self._handshake_done or not self.at_message_boundary():
+        if self._listener is None or not self._handshake_done or not self.at_message_boundary():
             return data
+        return self.receive_small_binary_frames_at_boundary(data)
+
+    def receive_small_binary_frames_at_boundary(self, data: bytes) -> bytes:
+        """`receive_small_binary_frames` for a caller that knows wsproto holds no part of a frame or message and
+        that the handshake is done: the shared reader, which only has the socket while that holds (wsproto is fed
+        by the connection's own task alone, which gets the socket back first)."""
+        if self.refused:
+            return b""
+        listener = self._listener
+        assert listener is not None
         connection = self.connection
         offset, end = 0, len(data)
         while end - offset >= MASKED_HEADER_BYTES and data[offset] == FINAL_BINARY_OPCODE_BYTE:
@@ -323,7 +332,7 @@ async def serve_websocket(
             while ws.close_code is None:
                 if shared is not None and protocol.at_message_boundary():
                     # the shared reader delivers the small frames; what it hands back is for wsproto
-                    data = await shared.handled_elsewhere(fd, protocol.receive_small_binary_frames)
+                    data = await shared.handled_elsewhere(fd, protocol.receive_small_binary_frames_at_boundary)
                     rest = data
                 else:
                     data = bytes(await stream.receive_some(RECEIVE_BYTES)) if tls else await _read(socket_stream)
