@@ -663,31 +663,34 @@ class Match:
         for seat in list(self.seats.values()):
             if seat.held_until is not None and now > seat.held_until:
                 self._release(seat)
+        # One pass over the seats, in player-id order: each one's input, what the server adds to its player in
+        # the delta (ping, last input applied, seat status), and who receives the tick.
         inputs: dict[int, PlayerInput] = {}
+        server_fields: dict[int, tuple[int, int, str]] = {}
+        receivers: list[Session] = []
+        state, bot_takes_over, next_tick = self.state, self.bot_takes_over, self.state.tick + 1
         for player_id, seat in sorted(self.seats.items()):
-            if seat.subject is None or (seat.session is None and self.bot_takes_over):
-                inputs[player_id] = game.bot_input(self.state, player_id, self.bot_level)
-            elif seat.session is not None:
-                player_input = seat.session.next_input(self.state.tick + 1)
+            session = seat.session
+            if seat.subject is None or (session is None and bot_takes_over):
+                inputs[player_id] = game.bot_input(state, player_id, self.bot_level)
+            elif session is not None:
+                player_input = session.next_input(next_tick)
                 if player_input is not None:
                     inputs[player_id] = player_input
-        self.state, events = game.step(self.state, inputs)
-        if self.recorder is not None:
-            self.recorder.tick(self.state.tick, inputs, self.state)
-        server_fields: dict[int, tuple[int, int, str]] = {}
-        for player_id, seat in self.seats.items():
-            session = seat.session
             if session is None:
                 server_fields[player_id] = (0, 0, seat.status)
             else:
                 latest = session.latest_input
                 server_fields[player_id] = (session.rtt_ms, latest.seq if latest else 0, seat.status)
+                receivers.append(session)
+        self.state, events = game.step(state, inputs)
+        if self.recorder is not None:
+            self.recorder.tick(self.state.tick, inputs, self.state)
         if self._notices:
             events, self._notices = (*events, *self._notices), []
         delta_frame = binary_frame(encode(self._snapshots.advance(self.state, events, server_fields)))
         snapshot_frame: bytes | None = None
         feed = self._feed
-        receivers = [seat.session for _, seat in sorted(self.seats.items()) if seat.session]
         if feed is None:
             receivers += self.spectators
         else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import os
+import struct
 
 import attrs
 import trio
@@ -33,9 +34,23 @@ WRITE_BATCH_FRAMES = 64
 _server_framing = FrameProtocol(client=False, extensions=[])
 
 
+FINAL_BINARY = 0x82
+"""A frame's first byte when it is final and binary, with no RSV bit (RFC 6455 section 5.2)."""
+_LENGTH_16, _LENGTH_64 = 126, 127
+
+
 def binary_frame(payload: bytes) -> bytes:
-    """`payload` as one unmasked binary WebSocket frame, ready to be written to any number of sockets."""
-    return bytes(_server_framing.send_data(payload, fin=True))
+    """`payload` as one unmasked binary WebSocket frame, ready to be written to any number of sockets.
+
+    The header written here, not by wsproto's general framing (a tenth of its cost, every match every tick):
+    RFC 6455 section 5.2's first byte, then the length in 7 bits, or 126 and 16 bits, or 127 and 64 bits, in
+    network order (tests/server/test_outbox.py checks it against wsproto's frames)."""
+    length = len(payload)
+    if length < _LENGTH_16:
+        return bytes((FINAL_BINARY, length)) + payload
+    if length < 1 << 16:
+        return struct.pack("!BBH", FINAL_BINARY, _LENGTH_16, length) + payload
+    return struct.pack("!BBQ", FINAL_BINARY, _LENGTH_64, length) + payload
 
 
 def ping_frame(payload: bytes) -> bytes:

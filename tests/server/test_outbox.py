@@ -43,6 +43,10 @@ async def _read_frames(reader: trio.socket.SocketType, count: int) -> list[bytes
 def test_binary_frame_is_one_unmasked_binary_frame():
     assert binary_frame(b"abc") == b"\x82\x03abc"
     assert binary_frame(b"x" * 200)[:4] == b"\x82\x7e\x00\xc8"
+    wsproto_framing = frames.FrameProtocol(client=False, extensions=[])
+    for length in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+        payload = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
+        assert binary_frame(payload) == bytes(wsproto_framing.send_data(payload, fin=True)), length
 
 
 async def test_a_frame_goes_out_at_once_when_nothing_waits():
