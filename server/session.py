@@ -224,11 +224,12 @@ class Session:
             return
         self.messages_received += 1
         self.bytes_received += len(data)
-        if self.player_id is not None and type(data) is bytes:  # a player's inputs, the common case, go straight
+        if self.name is not None and type(data) is bytes:  # after hello, inputs (the common case) go straight
             player_input = decode_input(data)
             if player_input is not None:
-                self.receive_input(player_input)
-                return
+                if self.player_id is not None:
+                    self.receive_input(player_input)
+                return  # outside a match an input means nothing (docs/protocol.md): valid, and ignored
         try:
             if isinstance(data, str):
                 raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "text frames are not accepted: send binary msgpack")

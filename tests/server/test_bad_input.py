@@ -55,6 +55,8 @@ class BadInput:
     hint: str
     """A word the close reason must contain (case-insensitive), to show that it names the actual problem."""
     hello_first: bool = True
+    token_in_header: bool = False
+    """Authenticate in the upgrade's Authorization header (then `hello` still has to come first)."""
     config: dict[str, Any] = attrs.field(factory=dict)
 
 
@@ -157,6 +159,14 @@ BAD_INPUTS = [
     # out of order, too slow, too fast
     bad("join before hello", _JOIN, 1008, "hello", hello_first=False),
     bad("input before hello", packed(input_message()), 1008, "hello", hello_first=False),
+    bad(
+        "input before hello, token in the header",
+        packed(input_message()),
+        1008,
+        "hello",
+        hello_first=False,
+        token_in_header=True,
+    ),
     bad("leave before hello", packed({"t": "leave"}), 1008, "hello", hello_first=False),
     bad("second hello", HELLO, 1008, "hello"),
     bad("no hello in time", (), 1008, "hello", hello_first=False, config={"hello_timeout": 0.5}),
@@ -215,7 +225,8 @@ async def misbehave(url: str, case: BadInput) -> tuple[CloseReason, float]:
         The server's close code and reason, and the seconds it took from connecting to being closed.
     """
     started = trio.current_time()
-    async with connect(url, name=None) as client:
+    token = RAW_TOKEN if case.token_in_header else None
+    async with connect(url, name=None, token=token, authorization_header=case.token_in_header) as client:
         try:
             for data in (HELLO, *case.frames) if case.hello_first else case.frames:
                 await client.ws.send_message(data)
