@@ -60,11 +60,11 @@ class ServerConfig:
         lag_compensation_seconds: how far back a shot may be judged (docs/protocol.md); 0 turns it off.
         max_tick_load: new matches start only while the running matches' ticks take less than this share of a
             core (each match's recent tick cost times the tick rate; reading input and the rest come on top:
-            in bench/whole_game.py, 10 inputs a second per player, ticks are about two thirds of a busy server's
-            CPU (450 players: 0.575 at 87.7% of the core, p99 4.4 ms), so 0.45 stops new matches near 70% of
-            the core; clients that send an input every tick make reading a bigger share, and 0.45 then stands
-            nearer 85-90%, where tick lateness starts to grow); queued players wait meanwhile, and running
-            matches still take players.
+            in bench/whole_game.py with 10 inputs a second per player ticks are about two thirds of a busy
+            server's CPU (450 players: 0.575 at 87.7% of the core, p99 4.4 ms): 0.45 stops new matches near 70%
+            of the core; with an input every tick (30 a second) they are under half (300 players: 0.242 at
+            53.5%), and 0.45 is then nearly the whole core, where ticks run late: lower it for such clients);
+            queued players wait meanwhile, and running matches still take players.
         redis_url: join the fleet of servers sharing this Redis (server.fleet); None: a server on its own.
         public_url: the WebSocket URL clients reach this server at (listed to the fleet); None: ws:// (wss://
             with TLS) on the host and port it listens on.
