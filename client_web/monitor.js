@@ -10,6 +10,7 @@ let token = sessionStorage.getItem(TOKEN_KEY) ?? "";
 let timer = null;
 let latenessPlot = null;
 let loadPlot = null;
+let cpuPlot = null;
 
 function setStatus(text, { error = false } = {}) {
   const status = $("#status");
@@ -149,6 +150,7 @@ function renderPlots(history) {
   const t = history.map((point) => point.t);
   const lateness = [t, history.map((p) => p.lateness_ms_p50), history.map((p) => p.lateness_ms_p99)];
   const load = [t, history.map((p) => p.connections), history.map((p) => p.queued)];
+  const cpu = [t, history.map((p) => p.cpu), history.map((p) => p.ticks)];
   if (!latenessPlot) {
     latenessPlot = new uPlot(
       plotOptions("", [
@@ -166,9 +168,18 @@ function renderPlots(history) {
       load,
       $("#load-plot"),
     );
+    cpuPlot = new uPlot(
+      plotOptions("", [
+        { label: "server", stroke: "#f3a25f" },
+        { label: "ticks", stroke: "#6fd08c" },
+      ], "share of a core"),
+      cpu,
+      $("#cpu-plot"),
+    );
   } else {
     latenessPlot.setData(lateness);
     loadPlot.setData(load);
+    cpuPlot.setData(cpu);
   }
 }
 

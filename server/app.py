@@ -176,6 +176,8 @@ class ArenaServer:
     _history: deque[dict[str, float | int | None]] = attrs.field(
         factory=lambda: deque(maxlen=HISTORY_SECONDS), init=False
     )
+    _cpu_share: float = attrs.field(default=0.0, init=False)
+    """The share of a core this process used over the last second (its CPU time: ticks, reading, everything)."""
     _ssl_context: ssl.SSLContext | None = attrs.field(default=None, init=False)
     _refusals_in_flight: int = attrs.field(default=0, init=False)
     _reserve_fd: int | None = attrs.field(default=None, init=False)
@@ -354,6 +356,7 @@ class ArenaServer:
             "load": {
                 "ticks": round(directory.tick_load, 4) if directory else 0.0,
                 "max_ticks": self.config.max_tick_load,
+                "cpu": round(self._cpu_share, 3),
                 "admitting_matches": directory.has_room_for_a_match() if directory else True,
             },
             "tick": self.statistics.summary(),
@@ -937,14 +940,20 @@ class ArenaServer:
         }
 
     async def _record_history(self) -> None:
-        """Once a second: the last second's tick lateness (ms) and the connection and queue counts, for the
-        monitor's plots (the last `HISTORY_SECONDS`)."""
+        """Once a second: the last second's tick lateness (ms), the share of a core the process and its ticks
+        used, and the connection and queue counts, for the monitor's plots (the last `HISTORY_SECONDS`)."""
+        cpu_before, wall_before = time.process_time(), time.monotonic()
         while True:
             await trio.sleep(1.0)
+            cpu, wall = time.process_time(), time.monotonic()
+            self._cpu_share = (cpu - cpu_before) / max(wall - wall_before, 1e-6)
+            cpu_before, wall_before = cpu, wall
             now = trio.current_time()
             recent, _ = self.statistics.since(now - 1.0)
             point: dict[str, float | int | None] = {
                 "t": round(self.uptime(), 1),
+                "cpu": round(self._cpu_share, 3),
+                "ticks": round(self._directory.tick_load, 3) if self._directory else 0.0,
                 "lateness_ms_p50": percentile_ms(recent, 0.5) if recent else None,
                 "lateness_ms_p99": percentile_ms(recent, 0.99) if recent else None,
                 "lateness_ms_max": percentile_ms(recent, 1.0) if recent else None,

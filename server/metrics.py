@@ -13,7 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -49,6 +56,7 @@ class Metrics:
 
     def __init__(self, modes: tuple[str, ...] = ()) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=registry)  # process_cpu_seconds_total, memory, open files: Prometheus' own names
         self.tick_lateness = Histogram(
             "arena_tick_lateness_seconds",
             "How late each match tick started after its due time",

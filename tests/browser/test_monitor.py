@@ -29,6 +29,7 @@ def test_the_monitor_shows_a_match_and_its_actions_work(server_process, open_pag
     names = match_row.locator("li[data-player] span:first-child").all_inner_texts()
     assert sorted(name.split(" (")[0] for name in names) == ["alice", "bob"]
     wait_for(monitor, "document.querySelectorAll('#lateness-plot canvas').length > 0")
+    wait_for(monitor, "document.querySelectorAll('#cpu-plot canvas').length > 0")
     wait_for(monitor, "[...document.querySelectorAll('#summary b')].some(b => b.textContent.includes('ms'))")
     monitor.screenshot(path=str(artifacts / "monitor.png"), full_page=True)
 

@@ -4,6 +4,7 @@ as players play; and who may read it."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,16 @@ async def test_every_metric_the_docs_and_the_dashboard_name_is_exported(server):
     exported |= {family.name for family in text_string_to_metric_families(response.body.decode())}
     missing = sorted(name for name in named if name not in exported)
     assert not missing, f"named in the docs or the dashboard but not exported: {missing}"
+
+
+async def test_the_process_cpu_is_exported_and_its_share_of_a_core_shown_in_healthz(server):
+    samples = await scrape(server.port)
+    assert value(samples, "process_cpu_seconds_total") > 0  # Prometheus' own name, for its usual alerts
+    assert value(samples, "process_open_fds") > 0
+    spent = time.process_time()
+    while time.process_time() - spent < 0.3:  # keep this process busy (the server shares it in this test)
+        pass
+    with trio.fail_after(5):
+        while server.health()["load"]["cpu"] < 0.05:
+            await trio.sleep(0.2)
+    assert 0.05 <= server.health()["load"]["cpu"] <= 1.5
