@@ -8,9 +8,6 @@ const $ = (selector) => document.querySelector(selector);
 
 let token = sessionStorage.getItem(TOKEN_KEY) ?? "";
 let timer = null;
-let latenessPlot = null;
-let loadPlot = null;
-let cpuPlot = null;
 
 function setStatus(text, { error = false } = {}) {
   const status = $("#status");
@@ -146,40 +143,45 @@ function plotOptions(title, series, unit) {
   };
 }
 
+const PLOTS = [
+  {
+    selector: "#lateness-plot",
+    unit: "ms",
+    series: [
+      { label: "p50 (ms)", stroke: "#6fd08c", spanGaps: false, value: (p) => p.lateness_ms_p50 },
+      { label: "p99 (ms)", stroke: "#f3a25f", spanGaps: false, value: (p) => p.lateness_ms_p99 },
+    ],
+  },
+  {
+    selector: "#load-plot",
+    unit: "count",
+    series: [
+      { label: "connections", stroke: "#7fb2ff", value: (p) => p.connections },
+      { label: "queued", stroke: "#e38adf", value: (p) => p.queued },
+    ],
+  },
+  {
+    selector: "#cpu-plot",
+    unit: "share of a core",
+    series: [
+      { label: "server", stroke: "#f3a25f", value: (p) => p.cpu },
+      { label: "ticks", stroke: "#6fd08c", value: (p) => p.ticks },
+    ],
+  },
+];
+const plots = new Map();
+
 function renderPlots(history) {
   const t = history.map((point) => point.t);
-  const lateness = [t, history.map((p) => p.lateness_ms_p50), history.map((p) => p.lateness_ms_p99)];
-  const load = [t, history.map((p) => p.connections), history.map((p) => p.queued)];
-  const cpu = [t, history.map((p) => p.cpu), history.map((p) => p.ticks)];
-  if (!latenessPlot) {
-    latenessPlot = new uPlot(
-      plotOptions("", [
-        { label: "p50 (ms)", stroke: "#6fd08c", spanGaps: false },
-        { label: "p99 (ms)", stroke: "#f3a25f", spanGaps: false },
-      ], "ms"),
-      lateness,
-      $("#lateness-plot"),
-    );
-    loadPlot = new uPlot(
-      plotOptions("", [
-        { label: "connections", stroke: "#7fb2ff" },
-        { label: "queued", stroke: "#e38adf" },
-      ], "count"),
-      load,
-      $("#load-plot"),
-    );
-    cpuPlot = new uPlot(
-      plotOptions("", [
-        { label: "server", stroke: "#f3a25f" },
-        { label: "ticks", stroke: "#6fd08c" },
-      ], "share of a core"),
-      cpu,
-      $("#cpu-plot"),
-    );
-  } else {
-    latenessPlot.setData(lateness);
-    loadPlot.setData(load);
-    cpuPlot.setData(cpu);
+  for (const plot of PLOTS) {
+    const data = [t, ...plot.series.map((series) => history.map(series.value))];
+    const drawn = plots.get(plot.selector);
+    if (drawn) {
+      drawn.setData(data);
+    } else {
+      const series = plot.series.map(({ value, ...style }) => style);
+      plots.set(plot.selector, new uPlot(plotOptions("", series, plot.unit), data, $(plot.selector)));
+    }
   }
 }
 
