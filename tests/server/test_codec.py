@@ -113,5 +113,10 @@ def test_each_field_given_each_edge_value_reads_as_the_careful_path_reads_it() -
 def test_what_is_not_a_single_input_map_is_left_to_the_careful_path() -> None:
     valid = msgpack.packb({"t": "input", "seq": 1, "mx": 0, "my": 0, "aim": 0.5, "fire": False, "view": 0})
     assert decode_input(valid) is not None
-    for data in (b"", valid[:-1], valid + b"\x00", b"\x87", msgpack.packb([valid]), valid.replace(b"input", b"INPUT")):
+    int_key = pack_pairs([(1, 1), *list(msgpack.unpackb(valid).items())[1:]])  # seven entries, one key not a string
+    nested = msgpack.packb({**msgpack.unpackb(valid), "seq": {"t": "input"}})
+    too_big = msgpack.packb({**msgpack.unpackb(valid), "t": "x" * 5000})
+    cases = (b"", valid[:-1], valid + b"\x00", b"\x87", msgpack.packb([valid]), valid.replace(b"input", b"INPUT"))
+    for data in (*cases, int_key, nested, too_big):
         assert decode_input(data) is None
+        assert careful(data) is None
