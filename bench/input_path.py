@@ -23,7 +23,6 @@ import trio
 from wsproto.events import AcceptConnection, Request
 from wsproto.frame_protocol import FrameProtocol
 
-from game import PlayerInput
 from server.config import ServerConfig
 from server.limits import FrameBudget, FrameLimits
 from server.messages import Input
@@ -41,16 +40,7 @@ UPGRADE = (
 def handle(session: Session, message: object) -> None:
     """What ArenaServer._handle_message does with an input that takes the careful path."""
     if isinstance(message, Input) and session.player_id is not None:
-        session.receive_input(
-            PlayerInput(
-                seq=message.seq,
-                move_x=message.mx,
-                move_y=message.my,
-                aim=float(message.aim),
-                fire=message.fire,
-                view_tick=message.view,
-            )
-        )
+        session.receive_input(message.player_input())
 
 
 def client_frames(count: int) -> list[bytes]:

@@ -36,7 +36,7 @@ import h11
 import trio
 from openskill.models import PlackettLuce
 
-from game import PlayerInput, Rules
+from game import Rules
 from server import compiled_game
 from server.auth import Authenticator, AuthError, Identity
 from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode, encode_replay_view
@@ -1056,17 +1056,7 @@ class ArenaServer:
         subject = identity.subject
         if isinstance(message, Input):
             if session.player_id is not None:
-                move_x, move_y, aim = message.mx, message.my, float(message.aim)
-                session.receive_input(
-                    PlayerInput(
-                        seq=message.seq,
-                        move_x=move_x,
-                        move_y=move_y,
-                        aim=aim,
-                        fire=message.fire,
-                        view_tick=message.view,
-                    )
-                )
+                session.receive_input(message.player_input())
         elif isinstance(message, Refresh):
             self._refresh(session, message.token)
         elif isinstance(message, Queue):

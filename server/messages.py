@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from game import Delta, Snapshot
+from game import Delta, PlayerInput, Snapshot
 
 PROTOCOL_VERSION = 3
 MAX_NAME_LENGTH = 24
@@ -161,6 +161,12 @@ class Input:
     fire: bool = attrs.field(validator=_boolean)
     view: int = attrs.field(validator=_integer(0, MAX_SEQUENCE))
     """The tick the client was showing other players at (its interpolation view): shots are judged then."""
+
+    def player_input(self) -> PlayerInput:
+        """What the game applies for it."""
+        return PlayerInput(
+            seq=self.seq, move_x=self.mx, move_y=self.my, aim=float(self.aim), fire=self.fire, view_tick=self.view
+        )
 
 
 @attrs.frozen

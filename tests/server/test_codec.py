@@ -59,14 +59,7 @@ def careful(data: bytes) -> PlayerInput | None:
         return None
     if not isinstance(message, Input):
         return None
-    return PlayerInput(
-        seq=message.seq,
-        move_x=message.mx,
-        move_y=message.my,
-        aim=float(message.aim),
-        fire=message.fire,
-        view_tick=message.view,
-    )
+    return message.player_input()
 
 
 @settings(max_examples=400)
