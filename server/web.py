@@ -172,7 +172,8 @@ async def respond_json(
     headers: tuple[tuple[str, str], ...] = (),
     head_only: bool = False,
 ) -> None:
-    body = json.dumps(value, indent=2).encode() + b"\n"
+    # compact: json's C encoder (indent= takes the pure-Python one: 4x the time, and garbage for the collector)
+    body = json.dumps(value, separators=(",", ":")).encode() + b"\n"
     await respond(
         stream, connection, status, body, content_type="application/json", headers=headers, head_only=head_only
     )
