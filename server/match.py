@@ -45,6 +45,11 @@ from server.spectating import DelayedFeed
 logger = logging.getLogger(__name__)
 
 MAX_CATCH_UP_TICKS = 3
+TICK_EARLY_FRACTION = 1 / 8
+"""How early, in intervals, a tick may run when the scheduler is awake anyway (4.2 ms at 30 Hz): ticks falling due
+that close together run in one wake-up, not one each. A wake-up costs the timer's cancellation and a trip through
+the event loop and the kernel (50-100 us of CPU on a cloud VM, see docs/benchmarks.md); a tick a few ms early is
+less than the jitter of the networks its deltas cross, and an input that arrives in those ms counts a tick later."""
 SERVER_PLAYER_FIELDS = ("ping", "ack", "status")
 """What the server adds to each player in snapshots (docs/protocol.md): round trip, last input applied, seat."""
 TIMING_WINDOW_SECONDS = 10.0
@@ -154,23 +159,28 @@ class Seat:
 class TickScheduler:
     """One task ticks every match of a server, in the order their ticks fall due.
 
-    Rules: a match's tick n is due at its own deadline (see `Match.run`); on each wake-up the scheduler runs every
-    tick that is due by then, earliest first, then lets the other tasks (the readers of inputs) run before it
-    sleeps to the next deadline. So a server with many matches pays for one timer and one wake-up per moment a
-    tick falls due, not one sleeping task per match per tick. A match's failure stays that match's
-    (`Match.due`); ticks never wait on anything.
+    Rules: a match's tick n is due at its own deadline (see `Match.run`), and may run from `TICK_EARLY_FRACTION` of
+    its interval before it. The scheduler sleeps until the earliest deadline, then runs every tick whose time has
+    come, earliest deadline first, and lets the other tasks (the readers of inputs) run before it sleeps again. So
+    a server with many matches pays for one timer and one wake-up per group of ticks falling due within a few ms,
+    not one sleeping task per match per tick. A match's failure stays that match's (`Match.due`); ticks never wait
+    on anything.
     """
 
     def __init__(self) -> None:
-        self._due: list[tuple[float, int, Match]] = []
+        self._due: list[tuple[float, int, Match, float]] = []
+        """(deadline, order of scheduling, match, earliest moment it may run), a heap."""
         self._order = itertools.count()
         self._earlier = trio.Event()
 
     def schedule(self, match: Match, deadline: float) -> None:
-        """Call `match.due(deadline)` once `deadline` has come."""
-        heapq.heappush(self._due, (deadline, next(self._order), match))
+        """Call `match.due(deadline)` once `deadline` has come (or `TICK_EARLY_FRACTION` of an interval before)."""
+        self._push(match, deadline)
         if self._due[0][2] is match:
             self._earlier.set()
+
+    def _push(self, match: Match, deadline: float) -> None:
+        heapq.heappush(self._due, (deadline, next(self._order), match, deadline - TICK_EARLY_FRACTION * match.interval))
 
     async def run(self) -> None:
         due = self._due
@@ -178,11 +188,11 @@ class TickScheduler:
             self._earlier = trio.Event()
             with trio.move_on_at(due[0][0] if due else math.inf):
                 await self._earlier.wait()
-            while due and due[0][0] <= trio.current_time():
-                deadline, _, match = heapq.heappop(due)
+            while due and due[0][3] <= trio.current_time():
+                deadline, _, match, _ = heapq.heappop(due)
                 next_deadline = match.due(deadline)
                 if next_deadline is not None:
-                    heapq.heappush(due, (next_deadline, next(self._order), match))
+                    self._push(match, next_deadline)
             await trio.lowlevel.checkpoint()
 
 
@@ -605,6 +615,11 @@ class Match:
     def _ticks_on(self) -> bool:
         return self._keeps_running() and not self.state.over and self.moved_to is None and not self.finished
 
+    @property
+    def interval(self) -> float:
+        """Seconds from one tick to the next."""
+        return 1 / self.rules.tick_rate
+
     def due(self, deadline: float) -> float | None:
         """The scheduler's call when this match's tick at `deadline` is due: tick, and say when the next one is
         (None: this match ticks no more, or holds still until `unpause`)."""
@@ -614,9 +629,9 @@ class Match:
         if self._paused:
             self._parked = True
             return None
-        interval = 1 / self.rules.tick_rate
+        interval = self.interval
         started = trio.current_time()
-        lateness = started - deadline
+        lateness = max(0.0, started - deadline)  # run early with others (TickScheduler): on time
         if lateness > MAX_CATCH_UP_TICKS * interval:
             skipped = int(lateness / interval)
             deadline += skipped * interval

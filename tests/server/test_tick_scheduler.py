@@ -1,13 +1,15 @@
-"""One task ticks every match (server.match.TickScheduler): in deadline order, never early, each on its own
+"""One task ticks every match (server.match.TickScheduler): in deadline order, never earlier than
+TICK_EARLY_FRACTION of an interval (ticks falling due that close together share a wake-up), each on its own
 schedule, and a match that stops ticking leaves the others alone."""
 
 from __future__ import annotations
 
 import itertools
 
+import pytest
 import trio
 
-from server.match import TickScheduler, TickStatistics
+from server.match import TICK_EARLY_FRACTION, TickScheduler, TickStatistics
 
 
 class Ticking:
@@ -22,7 +24,7 @@ class Ticking:
         return deadline + self.interval if self.left else None
 
 
-async def test_ticks_run_in_deadline_order_never_early_and_each_on_its_own_schedule(autojump_clock) -> None:
+async def test_ticks_run_in_deadline_order_never_too_early_and_each_on_its_own_schedule(autojump_clock) -> None:
     log: list[tuple[str, float, float]] = []
     scheduler = TickScheduler()
     async with trio.open_nursery() as nursery:
@@ -34,7 +36,8 @@ async def test_ticks_run_in_deadline_order_never_early_and_each_on_its_own_sched
         await trio.sleep(1.5)
         nursery.cancel_scope.cancel()
     assert [name for name, _, _ in log].count("a") == 30 and [name for name, _, _ in log].count("c") == 3
-    assert all(ran >= deadline for _, deadline, ran in log)  # never early
+    assert all(ran >= deadline - TICK_EARLY_FRACTION / 30 for name, deadline, ran in log if name != "c")
+    assert all(ran >= deadline - TICK_EARLY_FRACTION / 20 for name, deadline, ran in log if name == "c")
     deadlines = [deadline for _, deadline, _ in log]
     assert deadlines == sorted(deadlines)
     a_deadlines = [deadline for name, deadline, _ in log if name == "a"]
@@ -43,6 +46,26 @@ async def test_ticks_run_in_deadline_order_never_early_and_each_on_its_own_sched
     first_a = next(ran for name, _, ran in log if name == "a")
     first_b = next(ran for name, _, ran in log if name == "b")
     assert first_a == first_b
+
+
+async def test_ticks_falling_due_within_an_eighth_of_an_interval_share_one_wake_up(autojump_clock) -> None:
+    log: list[tuple[str, float, float]] = []
+    scheduler = TickScheduler()
+    interval = 1 / 30
+    early = TICK_EARLY_FRACTION * interval
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        start = trio.current_time()
+        scheduler.schedule(Ticking("first", interval, 3, log), start + 0.010)
+        scheduler.schedule(Ticking("close", interval, 3, log), start + 0.010 + early * 0.9)
+        scheduler.schedule(Ticking("apart", interval, 3, log), start + 0.010 + early * 1.1)
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    ran = {(name, round((deadline - start) / interval)): at - start for name, deadline, at in log}
+    for n in range(3):
+        # the first's deadline wakes the scheduler; the close one runs then too, early; the other on time
+        assert ran["first", n] == ran["close", n] == pytest.approx(0.010 + n * interval, abs=1e-9)
+        assert ran["apart", n] == pytest.approx(0.010 + early * 1.1 + n * interval, abs=1e-9)
 
 
 async def test_a_tick_scheduled_earlier_than_the_one_slept_for_wakes_the_scheduler(autojump_clock) -> None:
