@@ -1,11 +1,13 @@
 """Every match recorded as it runs, in a compact versioned file that re-simulates it exactly (server.replay).
 
-Rules: a match's tick only appends a tuple to a list (its recorder): the inputs that changed, and every
-`HASH_INTERVAL_TICKS` the state itself (states are immutable); a task hands them to a worker thread once a
-second, which encodes them, hashes the states, compresses and writes, so a tick never waits on the disk and a
-crash loses at most the last second. The file holds what `game.step` was given and nothing it can derive: the
-seed and rules, the joins and leaves between ticks, and each player's input whenever it changes (an input holds
-until the next one), plus a state hash every `HASH_INTERVAL_TICKS` ticks to check a replay against.
+Rules: a match's tick packs its record (the inputs that changed) into bytes at once and appends them to a list (its
+recorder), and every `HASH_INTERVAL_TICKS` the state itself (states are immutable); a task hands them to a worker
+thread once a second, which hashes the states, compresses and writes, so a tick never waits on the disk and a crash
+loses at most the last second. Packed at once, not later: a second of records held as objects (tuples, dicts,
+inputs) is what the garbage collector's young generation would scan, tens of thousands of objects per collection on
+a full server, pausing every match. The file holds what `game.step` was given and nothing it can derive: the seed
+and rules, the joins and leaves between ticks, and each player's input whenever it changes (an input holds until
+the next one), plus a state hash every `HASH_INTERVAL_TICKS` ticks to check a replay against.
 
 File format, version 2 (`<UTC start>_<match id>.arena-replay`): a zlib stream, flushed once a second, of msgpack
 records:
@@ -68,8 +70,8 @@ def input_to_wire(player_input: PlayerInput | None) -> list[Any] | None:
     return [i.seq, i.move_x, i.move_y, i.aim, i.fire, i.view_tick]
 
 
-PendingRecord = tuple[Any, ...]
-"""("t", tick, ops, {player id: PlayerInput or None}), ("hash", tick, state) or ("end", tick, reason)."""
+PendingRecord = bytes | tuple[str, int, MatchState]
+"""A record packed already, or ("hash", tick, state): hashed by the writer thread."""
 
 
 @attrs.define(eq=False)
@@ -83,7 +85,7 @@ class MatchRecorder:
     ended: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._records.append(("header", self.header))
+        self._records.append(pack_replay_record(self.header))
 
     @classmethod
     def start(cls, *, match_id: str, mode: str, seed: int, rules: Rules) -> MatchRecorder:
@@ -108,19 +110,20 @@ class MatchRecorder:
         self._held.pop(player_id, None)
 
     def tick(self, tick: int, inputs: Mapping[int, PlayerInput], state: MatchState) -> None:
-        """The match stepped to `tick` with `inputs`, giving `state`. Only compares and appends: the encoding and
-        the hashing happen later, in `encode_records`."""
-        changed: dict[int, PlayerInput | None] = {}
+        """The match stepped to `tick` with `inputs`, giving `state`. Packs the tick's record; the hashing happens
+        later, in `encode_records`."""
+        changed: dict[int, list[Any] | None] = {}
         held = self._held
         for player_id in state.players:
             player_input = inputs.get(player_id)
             before = held.get(player_id, _NOTHING)
             if before is not player_input and before != player_input:
-                held[player_id] = changed[player_id] = player_input
+                held[player_id] = player_input
+                changed[player_id] = input_to_wire(player_input)
         ops = self._ops
         if ops:
             self._ops = []
-        self._records.append(("t", tick, ops or (), changed))
+        self._records.append(pack_replay_record(["t", tick, ops, changed]))
         if tick % HASH_INTERVAL_TICKS == 0:
             self._records.append(("hash", tick, state))
 
@@ -130,7 +133,7 @@ class MatchRecorder:
             self.ended = True
             if state.tick % HASH_INTERVAL_TICKS:
                 self._records.append(("hash", state.tick, state))
-            self._records.append(("end", state.tick, reason))
+            self._records.append(pack_replay_record(["end", state.tick, reason]))
 
     def take(self) -> list[PendingRecord]:
         """The records made since the last call (hand them to `encode_records`, off the tick's path)."""
@@ -143,20 +146,10 @@ _NOTHING: Any = object()
 
 def encode_records(records: list[PendingRecord]) -> bytes:
     """Records as the replay file holds them (msgpack, end to end), hashing the states: for a worker thread."""
-    encoded = []
-    for record in records:
-        kind = record[0]
-        if kind == "header":
-            encoded.append(pack_replay_record(record[1]))
-        elif kind == "t":
-            _, tick, ops, changed = record
-            inputs = {player_id: input_to_wire(value) for player_id, value in changed.items()}
-            encoded.append(pack_replay_record(["t", tick, ops, inputs]))
-        elif kind == "hash":
-            encoded.append(pack_replay_record(["hash", record[1], game.state_hash(record[2])]))
-        else:
-            encoded.append(pack_replay_record(list(record)))
-    return b"".join(encoded)
+    return b"".join(
+        record if isinstance(record, bytes) else pack_replay_record(["hash", record[1], game.state_hash(record[2])])
+        for record in records
+    )
 
 
 class ReplayFile:

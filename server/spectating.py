@@ -1,14 +1,16 @@
 """What a match's spectators see: the frames its players got, `delay_ticks` later.
 
-Rules: spectators never get a frame the players have not had for at least the delay (against ghosting: a
-spectator cannot relay what it sees to a player in time to matter). The feed keeps the encoded deltas of the last
+Rules: spectators never get a frame the players have not had for at least the delay (against ghosting: a spectator
+cannot relay what it sees to a player in time to matter). The feed keeps the encoded deltas of the last
 `delay_ticks + keyframe_interval` ticks and a full snapshot every `keyframe_interval` ticks, all already made for
-the players; a spectator that arrives (or fell behind) gets the newest keyframe at or before the delayed tick and
-the deltas after it, then one delta a tick. Bounded memory: a few hundred small frames per match.
+the players (the deltas as bytes alone, their ticks counted from the first: nothing a tick adds here is an object
+the garbage collector scans); a spectator that arrives (or fell behind) gets the newest keyframe at or before the
+delayed tick and the deltas after it, then one delta a tick. Bounded memory: a few hundred small frames per match.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 import attrs
@@ -20,8 +22,9 @@ KEYFRAME_INTERVAL_TICKS = 30
 class DelayedFeed:
     delay_ticks: int
     keyframe_interval: int = KEYFRAME_INTERVAL_TICKS
-    _deltas: deque[tuple[int, bytes]] = attrs.field(factory=deque, init=False)
-    """(tick, the delta frame that brings a client to that tick), oldest first."""
+    _deltas: deque[bytes] = attrs.field(factory=deque, init=False)
+    """The delta frames that bring a client to ticks `_first_delta_tick`, `_first_delta_tick` + 1, and so on."""
+    _first_delta_tick: int = attrs.field(default=0, init=False)
     _keyframes: deque[tuple[int, bytes]] = attrs.field(factory=deque, init=False)
     """(tick, a full snapshot frame of that tick), oldest first."""
 
@@ -30,24 +33,25 @@ class DelayedFeed:
 
     def record(self, tick: int, delta_frame: bytes, keyframe: bytes | None = None) -> None:
         """The players got `delta_frame` for `tick` (and `keyframe` is its full snapshot, when wanted)."""
-        self._deltas.append((tick, delta_frame))
+        deltas = self._deltas
+        if tick != self._first_delta_tick + len(deltas):  # the first tick, or ticks not one after another
+            deltas.clear()
+            self._first_delta_tick = tick
+        deltas.append(delta_frame)
         if keyframe is not None:
             self._keyframes.append((tick, keyframe))
         oldest_needed = tick - self.delay_ticks - self.keyframe_interval
         while len(self._keyframes) > 1 and self._keyframes[1][0] <= tick - self.delay_ticks:
             self._keyframes.popleft()
-        while self._deltas and self._deltas[0][0] <= min(oldest_needed, self._keyframes[0][0]):
-            self._deltas.popleft()
+        drop = min(oldest_needed, self._keyframes[0][0] if self._keyframes else tick) - self._first_delta_tick + 1
+        for _ in range(min(drop, len(deltas))):
+            deltas.popleft()
+            self._first_delta_tick += 1
 
     def due(self, tick: int) -> bytes | None:
         """The delta for spectators at `tick` (the one the players got `delay_ticks` ago), if kept."""
-        shown = tick - self.delay_ticks
-        for delta_tick, frame in reversed(self._deltas):
-            if delta_tick == shown:
-                return frame
-            if delta_tick < shown:
-                break
-        return None
+        index = tick - self.delay_ticks - self._first_delta_tick
+        return self._deltas[index] if 0 <= index < len(self._deltas) else None
 
     def catch_up(self, tick: int) -> list[bytes]:
         """What a spectator without a state needs at `tick`: the newest keyframe at or before the delayed tick
@@ -56,5 +60,7 @@ class DelayedFeed:
         keyframe = next(((t, frame) for t, frame in reversed(self._keyframes) if t <= shown), None)
         if keyframe is None:
             return []
-        start = keyframe[0]
-        return [keyframe[1], *(frame for t, frame in self._deltas if start < t <= shown)]
+        first = self._first_delta_tick
+        after = max(0, keyframe[0] + 1 - first)
+        through = min(len(self._deltas), shown + 1 - first)
+        return [keyframe[1], *itertools.islice(self._deltas, after, max(after, through))]
