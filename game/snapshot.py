@@ -19,7 +19,8 @@ from collections.abc import Mapping
 import attrs
 
 from game.events import Event
-from game.state import MatchState, Player, Projectile
+from game.player import Player
+from game.state import MatchState, Projectile
 
 FieldValue = int | str
 Fields = Mapping[str, FieldValue]

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from game.player import Player
 from game.rules import Rules
 
 _MASK64 = (1 << 64) - 1
@@ -46,24 +47,6 @@ class PlayerInput:
     view_tick: int | None = None
     """The tick the client was showing other players at when it made this input (its interpolation view): a shot
     is judged against other players as they were then (`Rules.lag_compensation_seconds` at most). None: now."""
-
-
-@attrs.frozen
-class Player:
-    id: int
-    name: str
-    x: float
-    y: float
-    aim_mrad: int = 0
-    hp: int = 100
-    kills: int = 0
-    deaths: int = 0
-    respawn_tick: int | None = None
-    next_fire_tick: int = 0
-
-    @property
-    def alive(self) -> bool:
-        return self.hp > 0
 
 
 @attrs.frozen

@@ -111,3 +111,15 @@ def test_the_server_runs_the_compiled_game_and_says_so(tmp_path: Path) -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_a_compiled_player_cannot_be_changed() -> None:
+    program = "from server import compiled_game; print(compiled_game.use())\n"
+    program += "from game.player import Player\nplayer = Player(id=1, name='a', x=1.0, y=2.0)\n"
+    program += "try:\n    player.x = 3.0\nexcept AttributeError as error:\n    print('refused:', error)\n"
+    environment = {**os.environ, compiled_game.PURE_PYTHON_VARIABLE: ""}
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=environment, check=True
+    )
+    chosen, outcome = result.stdout.splitlines()
+    assert chosen == "compiled with mypyc" and outcome.startswith("refused:"), result.stdout
