@@ -27,6 +27,8 @@ from game.state import HistoryFrame, MatchState, PlayerInput, Projectile, next_r
 
 _DIAGONAL = 1 / math.sqrt(2)
 _MAX_AIM_MRAD = 3142
+_KEEP = -1
+"""`_changed`'s "leave respawn_tick as it is" (respawn ticks are never negative; None means none)."""
 
 _GrownWall = tuple[float, float, float, float]
 
@@ -119,18 +121,7 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
         if player.hp <= 0 and player.respawn_tick is not None and player.respawn_tick <= tick:
             others = [p for p in players.values() if p.id != pid]
             rng_state, (x, y) = _pick_spawn_point(rng_state, rules, others)
-            players[pid] = Player(
-                id=player.id,
-                name=player.name,
-                x=x,
-                y=y,
-                aim_mrad=player.aim_mrad,
-                hp=rules.max_hp,
-                kills=player.kills,
-                deaths=player.deaths,
-                respawn_tick=None,
-                next_fire_tick=player.next_fire_tick,
-            )
+            players[pid] = _changed(player, x=x, y=y, hp=rules.max_hp, respawn_tick=None)
             events.append(Respawn(player=pid, x=round(x), y=round(y)))
 
     projectiles = dict(state.projectiles)
@@ -242,34 +233,12 @@ def _hit(
     hp = max(0, target.hp - rules.damage)
     events.append(Hit(shooter=shooter_id, target=target_id, damage=target.hp - hp, hp=hp))
     if hp > 0:
-        players[target_id] = _with_fields(target, hp=hp)
+        players[target_id] = _changed(target, hp=hp)
         return False
-    players[target_id] = Player(
-        id=target.id,
-        name=target.name,
-        x=target.x,
-        y=target.y,
-        aim_mrad=target.aim_mrad,
-        hp=0,
-        kills=target.kills,
-        deaths=target.deaths + 1,
-        respawn_tick=tick + rules.respawn_ticks,
-        next_fire_tick=target.next_fire_tick,
-    )
+    players[target_id] = _changed(target, hp=0, deaths=target.deaths + 1, respawn_tick=tick + rules.respawn_ticks)
     shooter = players.get(shooter_id)
     if shooter is not None:
-        players[shooter_id] = Player(
-            id=shooter.id,
-            name=shooter.name,
-            x=shooter.x,
-            y=shooter.y,
-            aim_mrad=shooter.aim_mrad,
-            hp=shooter.hp,
-            kills=shooter.kills + 1,
-            deaths=shooter.deaths,
-            respawn_tick=shooter.respawn_tick,
-            next_fire_tick=shooter.next_fire_tick,
-        )
+        players[shooter_id] = _changed(shooter, kills=shooter.kills + 1)
     events.append(Death(victim=target_id, killer=shooter_id))
     return True
 
@@ -291,7 +260,7 @@ def _apply_input(
     """The player after its input's move and aim, with `next_fire_tick` (moved on when it fires this tick)."""
     aim_mrad = max(-_MAX_AIM_MRAD, min(_MAX_AIM_MRAD, round(player_input.aim * 1000)))
     if player.hp <= 0:
-        return _with_fields(player, aim_mrad=aim_mrad)
+        return _changed(player, aim_mrad=aim_mrad)
     player_walls = geometry.player_walls
     speed = geometry.player_step
     if player_input.move_x and player_input.move_y:
@@ -303,33 +272,34 @@ def _apply_input(
         y = _slide(x, y, player_input.move_y * speed, rules, player_walls, axis=1)
     if x == player.x and y == player.y and aim_mrad == player.aim_mrad and next_fire_tick == player.next_fire_tick:
         return player
+    return _changed(player, x=x, y=y, aim_mrad=aim_mrad, next_fire_tick=next_fire_tick)
+
+
+def _changed(
+    player: Player,
+    *,
+    x: float | None = None,
+    y: float | None = None,
+    aim_mrad: int | None = None,
+    hp: int | None = None,
+    kills: int | None = None,
+    deaths: int | None = None,
+    respawn_tick: int | None = _KEEP,
+    next_fire_tick: int | None = None,
+) -> Player:
+    """The player with the fields given changed (`attrs.evolve(player, ...)` at a fraction of its cost: every
+    moving player, every tick); None keeps a field, except `respawn_tick`, which None clears (`_KEEP` keeps)."""
     return Player(
         id=player.id,
         name=player.name,
-        x=x,
-        y=y,
-        aim_mrad=aim_mrad,
-        hp=player.hp,
-        kills=player.kills,
-        deaths=player.deaths,
-        respawn_tick=player.respawn_tick,
-        next_fire_tick=next_fire_tick,
-    )
-
-
-def _with_fields(player: Player, *, aim_mrad: int | None = None, hp: int | None = None) -> Player:
-    """The player with a new aim or hp."""
-    return Player(
-        id=player.id,
-        name=player.name,
-        x=player.x,
-        y=player.y,
+        x=player.x if x is None else x,
+        y=player.y if y is None else y,
         aim_mrad=player.aim_mrad if aim_mrad is None else aim_mrad,
         hp=player.hp if hp is None else hp,
-        kills=player.kills,
-        deaths=player.deaths,
-        respawn_tick=player.respawn_tick,
-        next_fire_tick=player.next_fire_tick,
+        kills=player.kills if kills is None else kills,
+        deaths=player.deaths if deaths is None else deaths,
+        respawn_tick=player.respawn_tick if respawn_tick == _KEEP else respawn_tick,
+        next_fire_tick=player.next_fire_tick if next_fire_tick is None else next_fire_tick,
     )
 
 
