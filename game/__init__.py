@@ -4,11 +4,11 @@ randomness from a generator kept in the state, so `step(state, inputs)` depends 
 from game.ai import bot_input
 from game.events import Death, Event, Hit, MatchEnd, Notice, Respawn, ScoreLine
 from game.hashing import state_hash
-from game.player import Player
 from game.rules import Rect, Rules
 from game.simulation import MatchFullError, add_player, projectile_position, remove_player, step
 from game.snapshot import Delta, DeltaBaseError, Snapshot, apply, delta, snapshot
-from game.state import MatchState, PlayerInput, Projectile
+from game.state import MatchState
+from game.values import Player, PlayerInput, Projectile
 
 __all__ = [
     "Death",

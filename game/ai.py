@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-from game.state import MatchState, PlayerInput
+from game.state import MatchState
+from game.values import PlayerInput
 
 FIRING_RANGE = 700
 PREFERRED_DISTANCE = 300

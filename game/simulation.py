@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from game.events import Death, Event, Hit, MatchEnd, Respawn, ScoreLine
-from game.player import Player
 from game.rules import Rules
-from game.state import HistoryFrame, MatchState, PlayerInput, Projectile, next_random
+from game.state import HistoryFrame, MatchState, next_random
+from game.values import Player, PlayerInput, Projectile
 
 _DIAGONAL = 1 / math.sqrt(2)
 _MAX_AIM_MRAD = 3142

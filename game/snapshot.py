@@ -19,8 +19,8 @@ from collections.abc import Mapping
 import attrs
 
 from game.events import Event
-from game.player import Player
-from game.state import MatchState, Projectile
+from game.state import MatchState
+from game.values import Player, Projectile
 
 FieldValue = int | str
 Fields = Mapping[str, FieldValue]

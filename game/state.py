@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from game.player import Player
 from game.rules import Rules
+from game.values import Player, Projectile
 
 _MASK64 = (1 << 64) - 1
 
@@ -30,35 +30,6 @@ def next_random(rng_state: int) -> tuple[int, int]:
 
 HistoryFrame = tuple[int, tuple[tuple[int, float, float], ...]]
 """(tick, ((player id, x, y) of each living player, in id order))."""
-
-
-@attrs.frozen
-class PlayerInput:
-    """What a player wants this tick: a move direction (each axis -1, 0 or 1), an aim angle in radians, fire.
-
-    `seq` is the client's sequence number, reported back so the client can reconcile its prediction.
-    """
-
-    seq: int = 0
-    move_x: int = 0
-    move_y: int = 0
-    aim: float = 0.0
-    fire: bool = False
-    view_tick: int | None = None
-    """The tick the client was showing other players at when it made this input (its interpolation view): a shot
-    is judged against other players as they were then (`Rules.lag_compensation_seconds` at most). None: now."""
-
-
-@attrs.frozen
-class Projectile:
-    """A shot flying in a straight line; its position at any tick follows from where and when it started."""
-
-    id: int
-    owner: int
-    x0: int
-    y0: int
-    aim_mrad: int
-    spawn_tick: int
 
 
 @attrs.frozen

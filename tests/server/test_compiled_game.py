@@ -115,7 +115,7 @@ def test_the_server_runs_the_compiled_game_and_says_so(tmp_path: Path) -> None:
 
 def test_a_compiled_player_cannot_be_changed() -> None:
     program = "from server import compiled_game; print(compiled_game.use())\n"
-    program += "from game.player import Player\nplayer = Player(id=1, name='a', x=1.0, y=2.0)\n"
+    program += "from game.values import Player\nplayer = Player(id=1, name='a', x=1.0, y=2.0)\n"
     program += "try:\n    player.x = 3.0\nexcept AttributeError as error:\n    print('refused:', error)\n"
     environment = {**os.environ, compiled_game.PURE_PYTHON_VARIABLE: ""}
     result = subprocess.run(
