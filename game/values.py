@@ -21,7 +21,7 @@ from game.value_fields import PlayerFields, PlayerInputFields, ProjectileFields
 
 
 class _Value:
-    """Equality and hashing by the values of the fields, as attrs gives them."""
+    """Equality and hashing by the values of the fields, and the repr, as attrs gives them."""
 
     def _values(self) -> tuple[Any, ...]:
         raise NotImplementedError
@@ -33,6 +33,11 @@ class _Value:
 
     def __hash__(self) -> int:
         return hash(self._values())
+
+    def __repr__(self) -> str:
+        names = [field.name for field in attrs.fields(type(self))]  # type: ignore[arg-type]  # its twin's fields
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(names, self._values(), strict=True))
+        return f"{type(self).__name__}({shown})"
 
 
 class PlayerInput(_Value):
@@ -63,12 +68,6 @@ class PlayerInput(_Value):
 
     def _values(self) -> tuple[Any, ...]:
         return (self.seq, self.move_x, self.move_y, self.aim, self.fire, self.view_tick)
-
-    def __repr__(self) -> str:
-        return (
-            f"PlayerInput(seq={self.seq!r}, move_x={self.move_x!r}, move_y={self.move_y!r}, aim={self.aim!r}, "
-            f"fire={self.fire!r}, view_tick={self.view_tick!r})"
-        )
 
 
 class Player(_Value):
@@ -116,13 +115,6 @@ class Player(_Value):
             self.next_fire_tick,
         )
 
-    def __repr__(self) -> str:
-        return (
-            f"Player(id={self.id!r}, name={self.name!r}, x={self.x!r}, y={self.y!r}, aim_mrad={self.aim_mrad!r}, "
-            f"hp={self.hp!r}, kills={self.kills!r}, deaths={self.deaths!r}, respawn_tick={self.respawn_tick!r}, "
-            f"next_fire_tick={self.next_fire_tick!r})"
-        )
-
 
 class Projectile(_Value):
     """A shot flying in a straight line; its position at any tick follows from where and when it started."""
@@ -139,9 +131,3 @@ class Projectile(_Value):
 
     def _values(self) -> tuple[Any, ...]:
         return (self.id, self.owner, self.x0, self.y0, self.aim_mrad, self.spawn_tick)
-
-    def __repr__(self) -> str:
-        return (
-            f"Projectile(id={self.id!r}, owner={self.owner!r}, x0={self.x0!r}, y0={self.y0!r}, "
-            f"aim_mrad={self.aim_mrad!r}, spawn_tick={self.spawn_tick!r})"
-        )
