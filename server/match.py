@@ -475,7 +475,8 @@ class Match:
         )
 
     def _keeps_running(self) -> bool:
-        return (bool(self.humans) or self.pending_reservations > 0) and not self._ended_by_operator
+        has_humans = any(seat.subject is not None for seat in self.seats.values())  # twice a tick: no list
+        return (has_humans or self.pending_reservations > 0) and not self._ended_by_operator
 
     def pause(self) -> None:
         """Hold still from now on (between two ticks: `state` does not change) until `unpause` or `hand_over`."""
