@@ -15,6 +15,7 @@ JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import os
 import queue
@@ -77,8 +78,11 @@ class Player:
         self.next_input_at += self.input_interval
 
 
-def play_all(arrivals: queue.SimpleQueue[Player], stop: threading.Event, failures: list[str]) -> None:
-    """Read every player's socket and send each player's inputs on time, until `stop` is set."""
+def play_all(
+    arrivals: queue.SimpleQueue[Player], stop: threading.Event, failures: list[str], *, send_inputs: bool = True
+) -> None:
+    """Read every player's socket and (with `send_inputs`) send each player's inputs when due, until `stop` is set:
+    each input goes out when this loop next wakes, which is when the server's next deltas arrive."""
     selector = selectors.EpollSelector()
     players: list[Player] = []
     while not stop.is_set():
@@ -100,7 +104,7 @@ def play_all(arrivals: queue.SimpleQueue[Player], stop: threading.Event, failure
                 selector.unregister(player.counter.sock)
                 players.remove(player)
         now = time.monotonic()
-        for player in players:
+        for player in players if send_inputs else ():
             if player.next_input_at <= now:
                 try:
                     player.send_input()
@@ -108,6 +112,29 @@ def play_all(arrivals: queue.SimpleQueue[Player], stop: threading.Event, failure
                     failures.append(f"{type(error).__name__}: {error}"[:160])
                     player.next_input_at = float("inf")
     selector.close()
+
+
+def send_on_their_clocks(joined: list[Player], stop: threading.Event, failures: list[str]) -> None:
+    """Send each player's inputs at its own times, as clients with their own frame clocks do: they reach the server
+    spread over time, not right after the deltas it sends, until `stop` is set."""
+    due: list[tuple[float, int]] = []
+    known = 0
+    while not stop.is_set():
+        while known < len(joined):
+            heapq.heappush(due, (joined[known].next_input_at, known))
+            known += 1
+        now = time.monotonic()
+        if not due or due[0][0] > now:
+            time.sleep(min(0.005, due[0][0] - now) if due else 0.005)
+            continue
+        _, index = heapq.heappop(due)
+        player = joined[index]
+        try:
+            player.send_input()
+        except OSError as error:
+            failures.append(f"{type(error).__name__}: {error}"[:160])
+            continue
+        heapq.heappush(due, (player.next_input_at, index))
 
 
 async def ramp(players: int, join: Callable[[int], Awaitable[None]], joined: list[Player]) -> None:
@@ -129,7 +156,14 @@ async def join_player(port: int, index: int) -> FrameCounter:
 
 
 async def measure(
-    port: int, pid: int, players: int, inputs_per_second: float, seconds: float, profile: str | None, idle_rate: float
+    port: int,
+    pid: int,
+    players: int,
+    inputs_per_second: float,
+    seconds: float,
+    profile: str | None,
+    idle_rate: float,
+    own_clocks: bool,
 ) -> dict:
     arrivals: queue.SimpleQueue[Player] = queue.SimpleQueue()
     stop = threading.Event()
@@ -137,7 +171,11 @@ async def measure(
     joined: list[Player] = []
     baseline_rss = rss_bytes(pid)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(trio.to_thread.run_sync, play_all, arrivals, stop, failures))
+        nursery.start_soon(
+            partial(trio.to_thread.run_sync, partial(play_all, send_inputs=not own_clocks), arrivals, stop, failures)
+        )
+        if own_clocks:
+            nursery.start_soon(partial(trio.to_thread.run_sync, send_on_their_clocks, joined, stop, failures))
 
         async def join(index: int) -> None:
             try:
@@ -213,6 +251,11 @@ def main() -> int:
     parser.add_argument("--players", default="200,400,600,800,1000", help="comma-separated (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring window (default %(default)s)")
     parser.add_argument("--inputs", type=float, default=10.0, help="inputs per second per player (default 10)")
+    parser.add_argument(
+        "--inputs-on-own-clocks",
+        action="store_true",
+        help="send each player's inputs at its own times (spread out, as real clients do), not when deltas arrive",
+    )
     parser.add_argument("--port", type=int, default=8780)
     parser.add_argument("--profile", metavar="DIR", help="sample the server with py-spy and print where time goes")
     args = parser.parse_args()
@@ -240,7 +283,17 @@ def main() -> int:
             os.makedirs(args.profile, exist_ok=True)
             profile = os.path.join(args.profile, f"whole-game-{count}.txt")
         with arena_server(args.port, *options, "--tick-rate", str(TARGET_TICK_RATE), core=SERVER_CORE) as server:
-            figures = trio.run(measure, args.port, server.pid, count, args.inputs, args.seconds, profile, idle_rate)
+            figures = trio.run(
+                measure,
+                args.port,
+                server.pid,
+                count,
+                args.inputs,
+                args.seconds,
+                profile,
+                idle_rate,
+                args.inputs_on_own_clocks,
+            )
         results.append(figures)
         print(
             f"{count:5d} players in {figures['matches']} matches ({figures['failures']} failed): "
