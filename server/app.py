@@ -269,6 +269,7 @@ class ArenaServer:
                 replay_keep=self.config.replay_keep,
                 replay_max_age_seconds=self.config.replay_max_age_days * 86400,
                 max_tick_load=self.config.max_tick_load,
+                socket_reader=self._socket_reader,
             )
             self._matchmaking = self._start_matchmaking(self._directory)
             accepting = trio.CancelScope()

@@ -21,6 +21,7 @@ from game.ai import MAX_BOT_LEVEL
 from server.checkpoint import MatchCheckpoint
 from server.match import Match, SeatError, TickScheduler, TickStatistics
 from server.matchmaker import Mode
+from server.reader import SocketReader
 from server.recording import FLUSH_SECONDS, MatchRecorder, PendingRecord, ReplayFile, prune, replay_path
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class InMemoryMatchDirectory:
     replay_max_age_seconds: float = 7 * 86400.0
     max_tick_load: float = 0.45
     """New matches are made only while the matches' ticks use less than this share of a core (`tick_load`)."""
+    socket_reader: SocketReader | None = None
+    """The server's shared socket reader, which the tick scheduler reads for as it wakes (server.reader)."""
     matches: dict[str, Match] = attrs.field(factory=dict, init=False)
     _ended: dict[str, EndedSeat] = attrs.field(factory=dict, init=False)
     """Seats of matches that have closed, by resume token, for `resume_window` after the close."""
@@ -201,7 +204,7 @@ class InMemoryMatchDirectory:
                 if match.recorder is not None and self.replay_dir is not None:
                     nursery.start_soon(self._write_replay, match, self.replay_dir)
                 if self._scheduler is None:
-                    self._scheduler = TickScheduler()
+                    self._scheduler = TickScheduler(self.socket_reader)
                     self.nursery.start_soon(self._scheduler.run)
                 await match.run(self._scheduler)
                 nursery.cancel_scope.cancel()  # the writer writes what is left as it stops

@@ -38,6 +38,7 @@ from server.codec import encode
 from server.matchmaker import Mode
 from server.messages import Joined, Left, Moved, Spectating
 from server.outbox import binary_frame
+from server.reader import SocketReader
 from server.recording import MatchRecorder
 from server.session import Session
 from server.spectating import DelayedFeed
@@ -167,7 +168,9 @@ class TickScheduler:
     on anything.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, reader: SocketReader | None = None) -> None:
+        """`reader`: the shared socket reader, which this scheduler reads for at each wake-up (server.reader)."""
+        self._reader = reader
         self._due: list[tuple[float, int, Match, float]] = []
         """(deadline, order of scheduling, match, earliest moment it may run), a heap."""
         self._order = itertools.count()
@@ -188,11 +191,15 @@ class TickScheduler:
             self._earlier = trio.Event()
             with trio.move_on_at(due[0][0] if due else math.inf):
                 await self._earlier.wait()
+            if self._reader is not None:
+                self._reader.read_ready()  # inputs that came since the last wake-up count in these ticks
             while due and due[0][3] <= trio.current_time():
                 deadline, _, match, _ = heapq.heappop(due)
                 next_deadline = match.due(deadline)
                 if next_deadline is not None:
                     self._push(match, next_deadline)
+            if self._reader is not None:
+                self._reader.scheduler_woke(due[0][0] if due else math.inf)
             await trio.lowlevel.checkpoint()
 
 

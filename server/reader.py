@@ -9,11 +9,18 @@ frames, the common case, see server.websocket). Whatever `receive` does not take
 the stream, a read error, an exception — goes back to the connection's task with the socket, which the reader
 forgets first. A connection about to close its socket takes it back (`release`) before closing it, so the
 epoll set never holds a descriptor number that a new connection may reuse.
+
+Pacing: while the tick scheduler (server.match.TickScheduler) will wake within `HANDOFF_SECONDS`, the reader does
+not wait on its sockets: the scheduler reads whatever is ready (`read_ready`) as it wakes, before it ticks, and says
+when it will wake next (`scheduler_woke`). On a busy server inputs then cost no wake-up of their own (a wake-up
+costs more CPU than reading an input, see docs/benchmarks.md) and still reach the very next tick; anything a client
+sends waits at most `HANDOFF_SECONDS` more to be read (a round trip measured by ping reads up to that much longer).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 from collections.abc import Callable
@@ -22,6 +29,8 @@ import attrs
 import trio
 
 READ_BYTES = 65536
+HANDOFF_SECONDS = 0.005
+"""The reader leaves reading to the tick scheduler when the scheduler wakes within this many seconds."""
 MAX_EVENTS = 512
 """Sockets handled per wake-up at most; the rest are still ready at the next one (level-triggered)."""
 
@@ -41,6 +50,8 @@ class SocketReader:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._watched: dict[int, _Watch] = {}
+        self._scheduler_wakes_at = math.inf
+        self._scheduler_woke = trio.Event()
 
     def close(self) -> None:
         self._epoll.close()
@@ -77,11 +88,27 @@ class SocketReader:
             self._forget(fd, watch)
             self._hand_back(watch, trio.ClosedResourceError("the connection was closed"))
 
+    def scheduler_woke(self, next_wake: float) -> None:
+        """The tick scheduler has read what was ready and ticked; it wakes next at `next_wake` (math.inf: it has
+        nothing scheduled)."""
+        self._scheduler_wakes_at = next_wake
+        self._scheduler_woke.set()
+
     async def run(self) -> None:
         while True:
-            await trio.lowlevel.wait_readable(self._epoll.fileno())
-            for fd, _ in self._epoll.poll(0, MAX_EVENTS):
-                self._read(fd)  # a call of its own: nothing of a connection stays referenced here while waiting
+            next_wake = self._scheduler_wakes_at
+            if next_wake - trio.current_time() <= HANDOFF_SECONDS:  # the scheduler reads for us when it wakes
+                self._scheduler_woke = trio.Event()
+                await self._scheduler_woke.wait()
+                continue
+            with trio.move_on_at(next_wake - HANDOFF_SECONDS):
+                await trio.lowlevel.wait_readable(self._epoll.fileno())
+                self.read_ready()
+
+    def read_ready(self) -> None:
+        """Read every socket that has something to read (at most `MAX_EVENTS` of them)."""
+        for fd, _ in self._epoll.poll(0, MAX_EVENTS):
+            self._read(fd)  # a call of its own: nothing of a connection stays referenced here while waiting
 
     def _read(self, fd: int) -> None:
         watch = self._watched.get(fd)
