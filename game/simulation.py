@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 import attrs
 
@@ -30,22 +31,43 @@ _MAX_AIM_MRAD = 3142
 _KEEP = -1
 """`_changed`'s "leave respawn_tick as it is" (respawn ticks are never negative; None means none)."""
 
-_GrownWall = tuple[float, float, float, float]
+
+class _Wall:
+    """A wall as (left, right, top, bottom), grown by a margin: where a centre stops (floats, as `Rect.contains`
+    computes them)."""
+
+    def __init__(self, left: float, right: float, top: float, bottom: float) -> None:
+        self.left: Final = left
+        self.right: Final = right
+        self.top: Final = top
+        self.bottom: Final = bottom
 
 
-@attrs.frozen
 class _Geometry:
-    """What the step derives from a match's rules, worked out once per `Rules` object: each wall as (left, right,
-    top, bottom), grown by the player's radius (where a player's centre stops) and by the projectile's."""
+    """What the step reads of a match's rules, worked out once per `Rules` object: numbers as plain fields (the
+    rules' derived values are properties computed on each read) and each wall grown by the player's radius and by
+    the projectile's. A plain class, which mypyc compiles to a C struct: the step reads these every tick."""
 
-    player_walls: tuple[_GrownWall, ...]
-    projectile_walls: tuple[_GrownWall, ...]
-    reach_squared: float
-    """How close a projectile's centre comes to a player's before it hits: (player radius + its radius) squared."""
-    player_step: float
-    projectile_step: float
-    projectile_life_ticks: int
-    """The rules' derived values the step reads every tick (properties computed on each read), read once."""
+    def __init__(self, rules: Rules) -> None:
+        self.width: Final = float(rules.width)  # exact: sizes are ints far below 2**53, compared with floats
+        self.height: Final = float(rules.height)
+        self.player_radius: Final = float(rules.player_radius)
+        self.launch_offset: Final = float(rules.player_radius + rules.projectile_radius)
+        self.player_walls: Final = _grown_walls(rules, margin=rules.player_radius)
+        self.projectile_walls: Final = _grown_walls(rules, margin=rules.projectile_radius)
+        self.reach_squared: Final = float((rules.player_radius + rules.projectile_radius) ** 2)
+        """How close a projectile's centre comes to a player's before it hits: (player radius + its radius)²."""
+        self.player_step: Final = rules.player_step
+        self.projectile_step: Final = rules.projectile_step
+        self.projectile_life_ticks: Final = rules.projectile_life_ticks
+        self.fire_interval_ticks: Final = rules.fire_interval_ticks
+        self.lag_compensation_ticks: Final = rules.lag_compensation_ticks
+        self.respawn_ticks: Final = rules.respawn_ticks
+        self.duration_ticks: Final = rules.duration_ticks
+        self.min_players: Final = rules.min_players
+        self.max_hp: Final = rules.max_hp
+        self.damage: Final = rules.damage
+        self.kill_limit: Final = rules.kill_limit
 
 
 _geometries: dict[int, tuple[Rules, _Geometry]] = {}
@@ -55,14 +77,7 @@ def _geometry(rules: Rules) -> _Geometry:
     cached = _geometries.get(id(rules))
     if cached is not None and cached[0] is rules:
         return cached[1]
-    geometry = _Geometry(
-        player_walls=_grown_walls(rules, margin=rules.player_radius),
-        projectile_walls=_grown_walls(rules, margin=rules.projectile_radius),
-        reach_squared=(rules.player_radius + rules.projectile_radius) ** 2,
-        player_step=rules.player_step,
-        projectile_step=rules.projectile_step,
-        projectile_life_ticks=rules.projectile_life_ticks,
-    )
+    geometry = _Geometry(rules)
     if len(_geometries) > 64:  # rules are made per match at most: this stays small
         _geometries.clear()
     _geometries[id(rules)] = (rules, geometry)
@@ -108,11 +123,12 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
     if state.over:
         return state, ()
     rules = state.rules
+    geometry = _geometry(rules)
     tick = state.tick + 1
     events: list[Event] = []
     start_tick, end_tick = state.start_tick, state.end_tick
-    if start_tick is None and len(state.players) >= rules.min_players:
-        start_tick, end_tick = tick, tick + rules.duration_ticks
+    if start_tick is None and len(state.players) >= geometry.min_players:
+        start_tick, end_tick = tick, tick + geometry.duration_ticks
 
     rng_state = state.rng_state
     players = dict(state.players)
@@ -121,12 +137,11 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
         if player.hp <= 0 and player.respawn_tick is not None and player.respawn_tick <= tick:
             others = [p for p in players.values() if p.id != pid]
             rng_state, (x, y) = _pick_spawn_point(rng_state, rules, others)
-            players[pid] = _changed(player, x=x, y=y, hp=rules.max_hp, respawn_tick=None)
-            events.append(Respawn(player=pid, x=round(x), y=round(y)))
+            players[pid] = _changed(player, x=x, y=y, hp=geometry.max_hp, respawn_tick=None)
+            events.append(Respawn(player=pid, x=_round(x), y=_round(y)))
 
     projectiles = dict(state.projectiles)
     next_projectile_id = state.next_projectile_id
-    geometry = _geometry(rules)
     blockers = geometry.projectile_walls
     for pid in sorted(players):
         player_input = inputs.get(pid)
@@ -134,18 +149,18 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
             continue
         player = players[pid]
         fires = player_input.fire and player.hp > 0 and tick >= player.next_fire_tick
-        next_fire_tick = tick + rules.fire_interval_ticks if fires else player.next_fire_tick
-        players[pid] = player = _apply_input(player, player_input, rules, geometry, next_fire_tick)
+        next_fire_tick = tick + geometry.fire_interval_ticks if fires else player.next_fire_tick
+        players[pid] = player = _apply_input(player, player_input, geometry, next_fire_tick)
         if fires:
-            lag = _lag(player_input.view_tick, tick, rules)
-            projectile = _launch(player, next_projectile_id, tick - lag, rules)
+            lag = _lag(player_input.view_tick, tick, geometry.lag_compensation_ticks)
+            projectile = _launch(player, next_projectile_id, tick - lag, geometry)
             next_projectile_id += 1
-            if not lag or not _rewound_flight_hit(projectile, tick, state.history, players, events, rules, geometry):
+            if not lag or not _rewound_flight_hit(projectile, tick, state.history, players, events, geometry):
                 projectiles[projectile.id] = projectile
 
     # Living players in id order and where projectiles can hit them (nobody moves while projectiles fly).
     targets = [(pid, player.x, player.y) for pid, player in sorted(players.items()) if player.hp > 0]
-    keep = rules.lag_compensation_ticks
+    keep = geometry.lag_compensation_ticks
     history = (*state.history, (tick, tuple(targets)))[-keep:] if keep else ()
     life_ticks = geometry.projectile_life_ticks
     projectile_step = geometry.projectile_step
@@ -156,20 +171,20 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
             del projectiles[projectile_id]
             continue
         x, y = _position(projectile, tick, projectile_step)
-        if _blocked(x, y, rules, blockers):
+        if _blocked(x, y, geometry, blockers):
             del projectiles[projectile_id]
             continue
         target_id = _first_target(projectile.owner, x, y, targets, geometry.reach_squared)
         if target_id is None:
             continue
         del projectiles[projectile_id]
-        if _hit(players, events, projectile.owner, target_id, tick, rules):
+        if _hit(players, events, projectile.owner, target_id, tick, geometry):
             targets = [entry for entry in targets if entry[0] != target_id]
 
     over = False
     if start_tick is not None:
         reason = None
-        if any(p.kills >= rules.kill_limit for p in players.values()):
+        if any(p.kills >= geometry.kill_limit for p in players.values()):
             reason = "kill_limit"
         elif end_tick is not None and tick >= end_tick:
             reason = "time_limit"
@@ -192,12 +207,12 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
     return next_state, tuple(events)
 
 
-def _lag(view_tick: int | None, tick: int, rules: Rules) -> int:
+def _lag(view_tick: int | None, tick: int, lag_compensation_ticks: int) -> int:
     """How many ticks back a shot made at `view_tick` is judged: none for no view or one from the future, at most
     `lag_compensation_ticks` for an older one."""
     if view_tick is None or view_tick >= tick:
         return 0
-    return min(tick - view_tick, rules.lag_compensation_ticks)
+    return min(tick - view_tick, lag_compensation_ticks)
 
 
 def _rewound_flight_hit(
@@ -206,36 +221,37 @@ def _rewound_flight_hit(
     history: tuple[HistoryFrame, ...],
     players: dict[int, Player],
     events: list[Event],
-    rules: Rules,
     geometry: _Geometry,
 ) -> bool:
     """Fly a lag-compensated projectile from its (earlier) spawn tick up to `tick`, judged at each of those ticks
     against where players were then. True if it ended there (a wall, the edge, or a hit on a player still alive)."""
-    alive_now = {pid for pid, player in players.items() if player.hp > 0}
-    positions = {past: entries for past, entries in history if projectile.spawn_tick < past < tick}
-    for past in range(projectile.spawn_tick + 1, tick):
+    spawn_tick, owner, reach_squared = projectile.spawn_tick, projectile.owner, geometry.reach_squared
+    positions = {past: entries for past, entries in history if spawn_tick < past < tick}
+    for past in range(spawn_tick + 1, tick):
         x, y = _position(projectile, past, geometry.projectile_step)
-        if _blocked(x, y, rules, geometry.projectile_walls):
+        if _blocked(x, y, geometry, geometry.projectile_walls):
             return True
-        then = [entry for entry in positions.get(past, ()) if entry[0] in alive_now]
-        target_id = _first_target(projectile.owner, x, y, then, geometry.reach_squared)
-        if target_id is not None:
-            _hit(players, events, projectile.owner, target_id, tick, rules)
-            return True
+        for target_id, target_x, target_y in positions.get(past, ()):  # the first in reach who is alive now
+            dx, dy = target_x - x, target_y - y
+            if target_id != owner and dx * dx + dy * dy <= reach_squared:
+                target = players.get(target_id)
+                if target is not None and target.hp > 0:
+                    _hit(players, events, owner, target_id, tick, geometry)
+                    return True
     return False
 
 
 def _hit(
-    players: dict[int, Player], events: list[Event], shooter_id: int, target_id: int, tick: int, rules: Rules
+    players: dict[int, Player], events: list[Event], shooter_id: int, target_id: int, tick: int, geometry: _Geometry
 ) -> bool:
     """A projectile of `shooter_id` hits `target_id` at `tick`: damage, and a kill at 0 hp. True if it killed."""
     target = players[target_id]
-    hp = max(0, target.hp - rules.damage)
+    hp = max(0, target.hp - geometry.damage)
     events.append(Hit(shooter=shooter_id, target=target_id, damage=target.hp - hp, hp=hp))
     if hp > 0:
         players[target_id] = _changed(target, hp=hp)
         return False
-    players[target_id] = _changed(target, hp=0, deaths=target.deaths + 1, respawn_tick=tick + rules.respawn_ticks)
+    players[target_id] = _changed(target, hp=0, deaths=target.deaths + 1, respawn_tick=tick + geometry.respawn_ticks)
     shooter = players.get(shooter_id)
     if shooter is not None:
         players[shooter_id] = _changed(shooter, kills=shooter.kills + 1)
@@ -254,11 +270,9 @@ def _position(projectile: Projectile, tick: int, projectile_step: float) -> tupl
     return projectile.x0 + math.cos(angle) * distance, projectile.y0 + math.sin(angle) * distance
 
 
-def _apply_input(
-    player: Player, player_input: PlayerInput, rules: Rules, geometry: _Geometry, next_fire_tick: int
-) -> Player:
+def _apply_input(player: Player, player_input: PlayerInput, geometry: _Geometry, next_fire_tick: int) -> Player:
     """The player after its input's move and aim, with `next_fire_tick` (moved on when it fires this tick)."""
-    aim_mrad = max(-_MAX_AIM_MRAD, min(_MAX_AIM_MRAD, round(player_input.aim * 1000)))
+    aim_mrad = max(-_MAX_AIM_MRAD, min(_MAX_AIM_MRAD, _round(player_input.aim * 1000)))
     if player.hp <= 0:
         return _changed(player, aim_mrad=aim_mrad)
     player_walls = geometry.player_walls
@@ -267,9 +281,9 @@ def _apply_input(
         speed *= _DIAGONAL
     x, y = player.x, player.y
     if player_input.move_x:
-        x = _slide(x, y, player_input.move_x * speed, rules, player_walls, axis=0)
+        x = _slide(x, y, player_input.move_x * speed, geometry, player_walls, axis=0)
     if player_input.move_y:
-        y = _slide(x, y, player_input.move_y * speed, rules, player_walls, axis=1)
+        y = _slide(x, y, player_input.move_y * speed, geometry, player_walls, axis=1)
     if x == player.x and y == player.y and aim_mrad == player.aim_mrad and next_fire_tick == player.next_fire_tick:
         return player
     return _changed(player, x=x, y=y, aim_mrad=aim_mrad, next_fire_tick=next_fire_tick)
@@ -303,51 +317,53 @@ def _changed(
     )
 
 
-def _slide(x: float, y: float, delta: float, rules: Rules, player_walls: tuple[_GrownWall, ...], *, axis: int) -> float:
+def _slide(
+    x: float, y: float, delta: float, geometry: _Geometry, player_walls: tuple[_Wall, ...], *, axis: int
+) -> float:
     """Move a player along one axis, stopping flush against the arena's edge or the first wall in the way.
 
     Players collide as squares of side 2 * radius, which keeps the sliding exact and cheap: `player_walls` are
-    the walls grown by the radius, (left, right, top, bottom), where the player's centre stops.
+    the walls grown by the radius, where the player's centre stops.
     """
-    r = float(rules.player_radius)  # positions stay floats, also where one stops flush against an edge
+    r = geometry.player_radius  # positions stay floats, also where one stops flush against an edge
     if axis == 0:
-        target = min(max(x + delta, r), rules.width - r)
-        for left, right, top, bottom in player_walls:
-            if top < y < bottom:
-                if delta > 0 and x <= left < target:
-                    target = left
-                elif delta < 0 and target < right <= x:
-                    target = right
+        target = min(max(x + delta, r), geometry.width - r)
+        for wall in player_walls:
+            if wall.top < y < wall.bottom:
+                if delta > 0 and x <= wall.left < target:
+                    target = wall.left
+                elif delta < 0 and target < wall.right <= x:
+                    target = wall.right
         return target
-    target = min(max(y + delta, r), rules.height - r)
-    for left, right, top, bottom in player_walls:
-        if left < x < right:
-            if delta > 0 and y <= top < target:
-                target = top
-            elif delta < 0 and target < bottom <= y:
-                target = bottom
+    target = min(max(y + delta, r), geometry.height - r)
+    for wall in player_walls:
+        if wall.left < x < wall.right:
+            if delta > 0 and y <= wall.top < target:
+                target = wall.top
+            elif delta < 0 and target < wall.bottom <= y:
+                target = wall.bottom
     return target
 
 
-def _launch(player: Player, projectile_id: int, tick: int, rules: Rules) -> Projectile:
+def _launch(player: Player, projectile_id: int, tick: int, geometry: _Geometry) -> Projectile:
     """A projectile leaving the player's edge in the aim direction; its start is rounded to whole units."""
     angle = player.aim_mrad / 1000
-    offset = rules.player_radius + rules.projectile_radius
+    offset = geometry.launch_offset
     return Projectile(
         id=projectile_id,
         owner=player.id,
-        x0=round(player.x + math.cos(angle) * offset),
-        y0=round(player.y + math.sin(angle) * offset),
+        x0=_round(player.x + math.cos(angle) * offset),
+        y0=_round(player.y + math.sin(angle) * offset),
         aim_mrad=player.aim_mrad,
         spawn_tick=tick,
     )
 
 
-def _grown_walls(rules: Rules, *, margin: float) -> tuple[_GrownWall, ...]:
-    """Each wall as (left, right, top, bottom) grown by `margin`, computed as `Rect.contains` does, as floats: a
-    player stopped flush against a wall stands at a float, as everywhere else."""
+def _grown_walls(rules: Rules, *, margin: float) -> tuple[_Wall, ...]:
+    """Each wall grown by `margin`, computed as `Rect.contains` does, as floats: a player stopped flush against a
+    wall stands at a float, as everywhere else."""
     return tuple(
-        (
+        _Wall(
             float(wall.x - margin),
             float(wall.x + wall.width + margin),
             float(wall.y - margin),
@@ -357,13 +373,24 @@ def _grown_walls(rules: Rules, *, margin: float) -> tuple[_GrownWall, ...]:
     )
 
 
-def _blocked(x: float, y: float, rules: Rules, grown_walls: tuple[_GrownWall, ...]) -> bool:
-    if not (0 <= x <= rules.width and 0 <= y <= rules.height):
+def _blocked(x: float, y: float, geometry: _Geometry, grown_walls: tuple[_Wall, ...]) -> bool:
+    if not (0 <= x <= geometry.width and 0 <= y <= geometry.height):
         return True
-    for left, right, top, bottom in grown_walls:  # noqa: SIM110 - a loop: any() and a generator cost twice as much
-        if left < x < right and top < y < bottom:
+    for wall in grown_walls:  # noqa: SIM110 - a loop: any() and a generator cost twice as much
+        if wall.left < x < wall.right and wall.top < y < wall.bottom:
             return True
     return False
+
+
+def _round(value: float) -> int:
+    """`round(value)` (to the nearest int, halves to even) for a finite float, as arithmetic that mypyc compiles
+    (the builtin is a generic call there, the most costly part of applying an input). Exact: `value - floor` is
+    exactly representable for every float (from 2**52 on, floats are whole numbers)."""
+    floor = math.floor(value)
+    rest = value - floor
+    if rest > 0.5 or (rest == 0.5 and floor % 2 == 1):
+        return floor + 1
+    return floor
 
 
 def _first_target(

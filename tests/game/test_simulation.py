@@ -29,6 +29,7 @@ from game import (
     ScoreLine,
     add_player,
     projectile_position,
+    simulation,
     step,
 )
 
@@ -446,3 +447,17 @@ def test_a_weaker_bot_aims_off_by_a_deterministic_wobble_and_fires_from_closer()
     )
     assert bot_input(state, 1, 0) == bot_input(state, 1, 0)  # deterministic
     assert LEVEL_FIRING_RANGE[0] < LEVEL_FIRING_RANGE[MAX_BOT_LEVEL]
+
+
+@settings(max_examples=2000)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(-(2**60), 2**60).map(lambda n: n + 0.5),  # halves, where rounding goes to even
+        st.integers(-(10**6), 10**6).map(lambda n: n / 1000),
+    )
+)
+def test_the_steps_rounding_is_pythons_round(value: float) -> None:
+    assert simulation._round(value) == round(value)
+    if math.isfinite(value * 1000):
+        assert simulation._round(value * 1000) == round(value * 1000)  # as aims are rounded to milliradians
