@@ -21,6 +21,7 @@ from typing import Final
 
 import attrs
 
+from game.arithmetic import nearest_int
 from game.events import Death, Event, Hit, MatchEnd, Respawn, ScoreLine
 from game.rules import Rules
 from game.state import HistoryFrame, MatchState, next_random
@@ -138,7 +139,7 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
             others = [p for p in players.values() if p.id != pid]
             rng_state, (x, y) = _pick_spawn_point(rng_state, rules, others)
             players[pid] = _changed(player, x=x, y=y, hp=geometry.max_hp, respawn_tick=None)
-            events.append(Respawn(player=pid, x=_round(x), y=_round(y)))
+            events.append(Respawn(player=pid, x=nearest_int(x), y=nearest_int(y)))
 
     projectiles = dict(state.projectiles)
     next_projectile_id = state.next_projectile_id
@@ -272,7 +273,7 @@ def _position(projectile: Projectile, tick: int, projectile_step: float) -> tupl
 
 def _apply_input(player: Player, player_input: PlayerInput, geometry: _Geometry, next_fire_tick: int) -> Player:
     """The player after its input's move and aim, with `next_fire_tick` (moved on when it fires this tick)."""
-    aim_mrad = max(-_MAX_AIM_MRAD, min(_MAX_AIM_MRAD, _round(player_input.aim * 1000)))
+    aim_mrad = max(-_MAX_AIM_MRAD, min(_MAX_AIM_MRAD, nearest_int(player_input.aim * 1000)))
     if player.hp <= 0:
         return _changed(player, aim_mrad=aim_mrad)
     player_walls = geometry.player_walls
@@ -352,8 +353,8 @@ def _launch(player: Player, projectile_id: int, tick: int, geometry: _Geometry) 
     return Projectile(
         id=projectile_id,
         owner=player.id,
-        x0=_round(player.x + math.cos(angle) * offset),
-        y0=_round(player.y + math.sin(angle) * offset),
+        x0=nearest_int(player.x + math.cos(angle) * offset),
+        y0=nearest_int(player.y + math.sin(angle) * offset),
         aim_mrad=player.aim_mrad,
         spawn_tick=tick,
     )
@@ -380,17 +381,6 @@ def _blocked(x: float, y: float, geometry: _Geometry, grown_walls: tuple[_Wall, 
         if wall.left < x < wall.right and wall.top < y < wall.bottom:
             return True
     return False
-
-
-def _round(value: float) -> int:
-    """`round(value)` (to the nearest int, halves to even) for a finite float, as arithmetic that mypyc compiles
-    (the builtin is a generic call there, the most costly part of applying an input). Exact: `value - floor` is
-    exactly representable for every float (from 2**52 on, floats are whole numbers)."""
-    floor = math.floor(value)
-    rest = value - floor
-    if rest > 0.5 or (rest == 0.5 and floor % 2 == 1):
-        return floor + 1
-    return floor
 
 
 def _first_target(

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from game.arithmetic import nearest_int
 from game.events import Event
 from game.state import MatchState
 from game.values import Player, Projectile
@@ -71,14 +72,14 @@ PLAYER_FIELDS = ("name", "x", "y", "aim", "hp", "kills", "deaths", "respawn")
 
 
 def _player_values(p: Player) -> tuple[FieldValue, ...]:
-    return (p.name, round(p.x), round(p.y), p.aim_mrad, p.hp, p.kills, p.deaths, p.respawn_tick or 0)
+    return (p.name, nearest_int(p.x), nearest_int(p.y), p.aim_mrad, p.hp, p.kills, p.deaths, p.respawn_tick or 0)
 
 
 def _player_fields(p: Player) -> dict[str, FieldValue]:
     return {
         "name": p.name,
-        "x": round(p.x),
-        "y": round(p.y),
+        "x": nearest_int(p.x),
+        "y": nearest_int(p.y),
         "aim": p.aim_mrad,
         "hp": p.hp,
         "kills": p.kills,
@@ -167,7 +168,7 @@ class SnapshotBuilder:
         self,
         state: MatchState,
         events: tuple[Event, ...] = (),
-        extra: Mapping[int, tuple[FieldValue, ...]] | None = None,
+        extra: dict[int, tuple[FieldValue, ...]] | None = None,
     ) -> Snapshot:
         """`advance`, then the snapshot of `state`."""
         self.advance(state, events, extra)
@@ -189,7 +190,7 @@ class SnapshotBuilder:
         self,
         state: MatchState,
         events: tuple[Event, ...] = (),
-        extra: Mapping[int, tuple[FieldValue, ...]] | None = None,
+        extra: dict[int, tuple[FieldValue, ...]] | None = None,
     ) -> Delta:
         """The delta from the previous call's snapshot to the snapshot of `state`; `extra` gives each player's
         values of `extra_player_fields` (players it lacks get none)."""
@@ -204,20 +205,22 @@ class SnapshotBuilder:
             if cached is not None and cached.player is player and cached.extra_values == extra_values:
                 kept_players[player_id] = cached
                 continue
-            values = _player_values(player) + tuple(extra_values)
+            values = _player_values(player) + extra_values
             if cached is None or len(cached.values) != len(values):  # new, or its set of fields changed
                 entry = _CachedPlayer(player, extra_values, values, all_names, None)
                 added_players[player_id] = entry.fields_now()
                 kept_players[player_id] = entry
                 continue
-            if cached.values == values:  # a new Player that looks the same: nothing to send, keep its field map
-                kept_players[player_id] = _CachedPlayer(player, extra_values, values, all_names, cached.fields)
-                continue
             old = cached.values
-            changed_players[player_id] = {
-                all_names[index]: value for index, value in enumerate(values) if old[index] != value
-            }
-            kept_players[player_id] = _CachedPlayer(player, extra_values, values, all_names, None)
+            if old != values:
+                changed_players[player_id] = {
+                    all_names[index]: value for index, value in enumerate(values) if old[index] != value
+                }
+                cached.fields = None
+            # the entry is this builder's own: brought up to date in place (a Player that looks the same as the
+            # last one keeps its field map: nothing to send)
+            cached.player, cached.extra_values, cached.values = player, extra_values, values
+            kept_players[player_id] = cached
         removed_players = tuple(sorted(pid for pid in cached_players if pid not in kept_players))
         self._players = kept_players
 

@@ -32,7 +32,7 @@ import trio
 import game
 from game import MatchState, Notice, PlayerInput, Rules, ScoreLine
 from game.ai import MAX_BOT_LEVEL
-from game.snapshot import SnapshotBuilder
+from game.snapshot import FieldValue, SnapshotBuilder
 from server.checkpoint import MatchCheckpoint, SeatCheckpoint
 from server.codec import encode
 from server.matchmaker import Mode
@@ -689,7 +689,7 @@ class Match:
         # One pass over the seats, in player-id order: each one's input, what the server adds to its player in
         # the delta (ping, last input applied, seat status), and who receives the tick.
         inputs: dict[int, PlayerInput] = {}
-        server_fields: dict[int, tuple[int, int, str]] = {}
+        server_fields: dict[int, tuple[FieldValue, ...]] = {}
         receivers: list[Session] = []
         state, bot_takes_over, next_tick = self.state, self.bot_takes_over, self.state.tick + 1
         for player_id, seat in sorted(self.seats.items()):

@@ -29,9 +29,9 @@ from game import (
     ScoreLine,
     add_player,
     projectile_position,
-    simulation,
     step,
 )
+from game.arithmetic import nearest_int
 
 RULES = Rules()
 STEP = 220 / 30
@@ -458,6 +458,6 @@ def test_a_weaker_bot_aims_off_by_a_deterministic_wobble_and_fires_from_closer()
     )
 )
 def test_the_steps_rounding_is_pythons_round(value: float) -> None:
-    assert simulation._round(value) == round(value)
+    assert nearest_int(value) == round(value)
     if math.isfinite(value * 1000):
-        assert simulation._round(value * 1000) == round(value * 1000)  # as aims are rounded to milliradians
+        assert nearest_int(value * 1000) == round(value * 1000)  # as aims are rounded to milliradians

@@ -7,11 +7,12 @@ import math
 from typing import Any
 
 import msgpack
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from game import PlayerInput
-from server.codec import ProtocolError, decode_client, decode_input
+from server.codec import ProtocolError, decode_client, decode_input, encode, pack_replay_record
 from server.messages import MAX_SEQUENCE, Input
 
 FIELDS = ("t", "seq", "mx", "my", "aim", "fire", "view")
@@ -113,3 +114,13 @@ def test_what_is_not_a_single_input_map_is_left_to_the_careful_path() -> None:
     for data in (*cases, int_key, nested, too_big):
         assert decode_input(data) is None
         assert careful(data) is None
+
+
+def test_a_value_that_cannot_be_packed_leaves_nothing_behind_for_the_next() -> None:
+    with pytest.raises(TypeError):
+        pack_replay_record(["t", 1, [object()], {}])
+    assert pack_replay_record(["t", 2, [], {}]) == msgpack.packb(["t", 2, [], {}])
+    message = Input(seq=3, mx=1, my=0, aim=0.5, fire=True, view=9)
+    assert encode(message) == msgpack.packb(
+        {"t": "input", "seq": 3, "mx": 1, "my": 0, "aim": 0.5, "fire": True, "view": 9}
+    )

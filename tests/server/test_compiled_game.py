@@ -127,11 +127,11 @@ def test_a_compiled_player_cannot_be_changed() -> None:
 
 def test_the_compiled_steps_rounding_is_pythons_round() -> None:
     program = "import random, sys\nfrom server import compiled_game; print(compiled_game.use())\n"
-    program += "from game.simulation import _round\nrng = random.Random(3)\n"
+    program += "from game.arithmetic import nearest_int\nrng = random.Random(3)\n"
     program += "values = [k / 2 for k in range(-4001, 4002)] + [rng.uniform(-1e6, 1e6) for _ in range(100_000)]\n"
     program += "values += [2.0**52 + 0.5, 2.0**53 + 1, -(2.0**52) - 0.5, 1e300, -1e300, 5e-324, -5e-324]\n"
     program += "values += [0.49999999999999994, -0.49999999999999994, 0.5000000000000001]\n"
-    program += "print([value for value in values if _round(value) != round(value)])"
+    program += "print([value for value in values if nearest_int(value) != round(value)])"
     environment = {**os.environ, compiled_game.PURE_PYTHON_VARIABLE: ""}
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, env=environment, check=True
