@@ -72,6 +72,11 @@ class _Geometry:
 
 
 _geometries: dict[int, tuple[Rules, _Geometry]] = {}
+"""By the id of a Rules object (hashing Rules by value costs more than the geometry saves), with the object itself,
+so that an id reused by a new object is never taken for the old one's."""
+GEOMETRIES_KEPT = 4096
+"""Rules objects whose geometry is kept: a server makes one per match, and runs a few hundred matches at most at
+once. Past this many, all are forgotten (and the running matches' made again, once each)."""
 
 
 def _geometry(rules: Rules) -> _Geometry:
@@ -79,7 +84,7 @@ def _geometry(rules: Rules) -> _Geometry:
     if cached is not None and cached[0] is rules:
         return cached[1]
     geometry = _Geometry(rules)
-    if len(_geometries) > 64:  # rules are made per match at most: this stays small
+    if len(_geometries) >= GEOMETRIES_KEPT:
         _geometries.clear()
     _geometries[id(rules)] = (rules, geometry)
     return geometry

@@ -29,6 +29,7 @@ from game import (
     ScoreLine,
     add_player,
     projectile_position,
+    simulation,
     step,
 )
 from game.arithmetic import nearest_int
@@ -461,3 +462,13 @@ def test_the_steps_rounding_is_pythons_round(value: float) -> None:
     assert nearest_int(value) == round(value)
     if math.isfinite(value * 1000):
         assert nearest_int(value * 1000) == round(value * 1000)  # as aims are rounded to milliradians
+
+
+def test_the_geometry_of_each_of_hundreds_of_matches_rules_is_worked_out_once() -> None:
+    # A server makes a Rules object per match: with hundreds of matches, each one's stays worked out.
+    simulation._geometries.clear()
+    rules = [Rules(max_players=8) for _ in range(300)]
+    first = [simulation._geometry(match_rules) for match_rules in rules]
+    assert all(
+        simulation._geometry(match_rules) is geometry for match_rules, geometry in zip(rules, first, strict=True)
+    )
