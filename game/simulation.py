@@ -138,7 +138,9 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
 
     rng_state = state.rng_state
     players = dict(state.players)
-    for pid in sorted(players):
+    player_ids = sorted(players)  # the step changes players, never which ones there are
+    held: dict[int, PlayerInput] = inputs if isinstance(inputs, dict) else dict(inputs)  # compiled: dict's own get
+    for pid in player_ids:
         player = players[pid]
         if player.hp <= 0 and player.respawn_tick is not None and player.respawn_tick <= tick:
             others = [p for p in players.values() if p.id != pid]
@@ -149,8 +151,8 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
     projectiles = dict(state.projectiles)
     next_projectile_id = state.next_projectile_id
     blockers = geometry.projectile_walls
-    for pid in sorted(players):
-        player_input = inputs.get(pid)
+    for pid in player_ids:
+        player_input = held.get(pid)
         if player_input is None:
             continue
         player = players[pid]
@@ -165,7 +167,7 @@ def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchSta
                 projectiles[projectile.id] = projectile
 
     # Living players in id order and where projectiles can hit them (nobody moves while projectiles fly).
-    targets = [(pid, player.x, player.y) for pid, player in sorted(players.items()) if player.hp > 0]
+    targets = [(pid, player.x, player.y) for pid in player_ids if (player := players[pid]).hp > 0]
     keep = geometry.lag_compensation_ticks
     history = (*state.history, (tick, tuple(targets)))[-keep:] if keep else ()
     life_ticks = geometry.projectile_life_ticks
