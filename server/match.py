@@ -482,8 +482,12 @@ class Match:
         )
 
     def _keeps_running(self) -> bool:
-        has_humans = any(seat.subject is not None for seat in self.seats.values())  # twice a tick: no list
-        return (has_humans or self.pending_reservations > 0) and not self._ended_by_operator
+        if self._ended_by_operator:
+            return False
+        for seat in self.seats.values():  # twice a tick: a loop, no generator for any()
+            if seat.subject is not None:
+                return True
+        return self.pending_reservations > 0
 
     def pause(self) -> None:
         """Hold still from now on (between two ticks: `state` does not change) until `unpause` or `hand_over`."""

@@ -73,3 +73,10 @@ def test_attrs_evolve_and_cattrs_work_on_it(value_class: type) -> None:
         assert converter.structure(converter.unstructure(value), value_class) == value
     moved = attrs.evolve(EXAMPLES[Player][1][0], x=9.5)
     assert type(moved) is Player and moved.x == 9.5 and moved.name == "p'1\""
+
+
+def test_an_input_with_another_view_tick_is_attrs_evolve_of_it() -> None:
+    held = PlayerInput(seq=7, move_x=-1, move_y=1, aim=-3.0000001, fire=True, view_tick=40)
+    for view_tick in (41, 0, None):
+        assert held.with_view_tick(view_tick) == attrs.evolve(held, view_tick=view_tick)
+        assert repr(held.with_view_tick(view_tick)) == repr(attrs.evolve(held, view_tick=view_tick))
