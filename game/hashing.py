@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import attrs
-
 from game.state import MatchState
 
 
@@ -14,7 +12,5 @@ def state_hash(state: MatchState) -> str:
 
     Equal states hash equally whatever order their players and projectiles were inserted in.
     """
-    canonical = attrs.evolve(
-        state, players=dict(sorted(state.players.items())), projectiles=dict(sorted(state.projectiles.items()))
-    )
+    canonical = state.with_entities(dict(sorted(state.players.items())), dict(sorted(state.projectiles.items())))
     return hashlib.blake2b(repr(canonical).encode(), digest_size=16).hexdigest()

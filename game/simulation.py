@@ -19,8 +19,6 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-import attrs
-
 from game.arithmetic import nearest_int
 from game.events import Death, Event, Hit, MatchEnd, Respawn, ScoreLine
 from game.rules import Rules
@@ -107,13 +105,13 @@ def add_player(state: MatchState, player_id: int, name: str) -> MatchState:
         raise ValueError(f"player {player_id} is already in the match")
     rng_state, (x, y) = _pick_spawn_point(state.rng_state, state.rules, state.players.values())
     player = Player(id=player_id, name=name, x=x, y=y, hp=state.rules.max_hp)
-    return attrs.evolve(state, rng_state=rng_state, players={**state.players, player_id: player})
+    return state.with_entities({**state.players, player_id: player}, rng_state=rng_state)
 
 
 def remove_player(state: MatchState, player_id: int) -> MatchState:
     """Take a player out of the match; their projectiles keep flying."""
     players = {pid: p for pid, p in state.players.items() if pid != player_id}
-    return attrs.evolve(state, players=players)
+    return state.with_entities(players)
 
 
 def step(state: MatchState, inputs: Mapping[int, PlayerInput]) -> tuple[MatchState, tuple[Event, ...]]:

@@ -7,7 +7,15 @@ Rules: a twin has the same names, types, defaults and order as its value's `__in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import attrs
+
+if TYPE_CHECKING:  # these import this module; game.state resolves MatchStateFields' types once they exist
+    from game.rules import Rules
+    from game.state import HistoryFrame
+    from game.values import Player, Projectile
 
 
 @attrs.frozen
@@ -42,6 +50,20 @@ class ProjectileFields:
     y0: int
     aim_mrad: int
     spawn_tick: int
+
+
+@attrs.frozen
+class MatchStateFields:
+    rules: Rules
+    tick: int
+    rng_state: int
+    players: Mapping[int, Player]
+    projectiles: Mapping[int, Projectile]
+    next_projectile_id: int = 1
+    start_tick: int | None = None
+    end_tick: int | None = None
+    over: bool = False
+    history: tuple[HistoryFrame, ...] = ()
 
 
 for _twin in (PlayerInputFields, PlayerFields, ProjectileFields):

@@ -20,14 +20,14 @@ import attrs
 from game.value_fields import PlayerFields, PlayerInputFields, ProjectileFields
 
 
-class _Value:
+class Value:
     """Equality and hashing by the values of the fields, and the repr, as attrs gives them."""
 
     def _values(self) -> tuple[Any, ...]:
         raise NotImplementedError
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self) or not isinstance(other, _Value):
+        if type(other) is not type(self) or not isinstance(other, Value):
             return NotImplemented
         return self._values() == other._values()
 
@@ -40,7 +40,7 @@ class _Value:
         return f"{type(self).__name__}({shown})"
 
 
-class PlayerInput(_Value):
+class PlayerInput(Value):
     """What a player wants this tick: a move direction (each axis -1, 0 or 1), an aim angle in radians, fire.
 
     `seq` is the client's sequence number, reported back so the client can reconcile its prediction. `view_tick`:
@@ -75,7 +75,7 @@ class PlayerInput(_Value):
         return PlayerInput(self.seq, self.move_x, self.move_y, self.aim, self.fire, view_tick)
 
 
-class Player(_Value):
+class Player(Value):
     __attrs_attrs__: ClassVar[Any] = attrs.fields(PlayerFields)
 
     def __init__(
@@ -121,7 +121,7 @@ class Player(_Value):
         )
 
 
-class Projectile(_Value):
+class Projectile(Value):
     """A shot flying in a straight line; its position at any tick follows from where and when it started."""
 
     __attrs_attrs__: ClassVar[Any] = attrs.fields(ProjectileFields)

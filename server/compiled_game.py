@@ -29,9 +29,9 @@ from pathlib import Path
 GAME_SOURCES = Path(__file__).resolve().parent.parent / "game"
 BUILD_DIR = Path(sys.prefix) / "arena-compiled"
 MANIFEST = "arena-compiled.json"
-COMPILED_MODULES = ("simulation.py", "snapshot.py", "hashing.py", "ai.py", "values.py", "arithmetic.py")
+COMPILED_MODULES = ("simulation.py", "snapshot.py", "hashing.py", "ai.py", "values.py", "arithmetic.py", "state.py")
 """The game's modules of functions, and its values (plain classes, built and read every tick). Its modules of
-attrs classes (state, rules, events, value_fields) stay Python: mypyc does not compile attrs' class decorators."""
+attrs classes (rules, events, value_fields) stay Python: mypyc does not compile attrs' class decorators."""
 PURE_PYTHON_VARIABLE = "ARENA_PURE_PYTHON"
 
 status = "pure Python: the compiled build was not looked for"
