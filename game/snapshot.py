@@ -15,13 +15,15 @@ needs one; it equals `delta` of the two snapshots.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, ClassVar, Final
 
 import attrs
 
 from game.arithmetic import nearest_int
 from game.events import Event
 from game.state import MatchState
-from game.values import Player, Projectile
+from game.value_fields import DeltaFields
+from game.values import Player, Projectile, Value
 
 FieldValue = int | str
 Fields = Mapping[str, FieldValue]
@@ -51,20 +53,39 @@ class Snapshot:
         return attrs.evolve(self, entities={**self.entities, kind: merged})
 
 
-@attrs.frozen
-class Delta:
+class Delta(Value):
     """What turns the snapshot at `base_tick` into the one at `tick`.
 
     `added` holds whole entities (new ones, or ones whose set of fields changed), `changed` only the fields
     whose values changed, `removed` the ids that are gone.
+
+    A plain class that mypyc compiles to a native one, with its attrs twin's fields (game.value_fields.DeltaFields),
+    as game.values' classes: a server builds one per match per tick.
     """
 
-    tick: int
-    base_tick: int
-    added: Entities
-    changed: Entities
-    removed: Mapping[str, tuple[int, ...]]
-    events: tuple[Event, ...] = ()
+    __attrs_attrs__: ClassVar[Any] = attrs.fields(DeltaFields)
+
+    def __init__(
+        self,
+        tick: int,
+        base_tick: int,
+        added: Entities,
+        changed: Entities,
+        removed: Mapping[str, tuple[int, ...]],
+        events: tuple[Event, ...] = (),
+    ) -> None:
+        self.tick: Final = tick
+        self.base_tick: Final = base_tick
+        self.added: Final = added
+        self.changed: Final = changed
+        self.removed: Final = removed
+        self.events: Final = events
+
+    def _values(self) -> tuple[Any, ...]:
+        return (self.tick, self.base_tick, self.added, self.changed, self.removed, self.events)
+
+
+attrs.resolve_types(DeltaFields, localns={"Entities": Entities, "Event": Event})  # names the twin cannot import
 
 
 PLAYER_FIELDS = ("name", "x", "y", "aim", "hp", "kills", "deaths", "respawn")

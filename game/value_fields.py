@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-if TYPE_CHECKING:  # these import this module; game.state resolves MatchStateFields' types once they exist
+if TYPE_CHECKING:  # these import this module: game.state and game.snapshot resolve their twins' types
+    from game.events import Event
     from game.rules import Rules
+    from game.snapshot import Entities
     from game.state import HistoryFrame
     from game.values import Player, Projectile
 
@@ -64,6 +66,16 @@ class MatchStateFields:
     end_tick: int | None = None
     over: bool = False
     history: tuple[HistoryFrame, ...] = ()
+
+
+@attrs.frozen
+class DeltaFields:
+    tick: int
+    base_tick: int
+    added: Entities
+    changed: Entities
+    removed: Mapping[str, tuple[int, ...]]
+    events: tuple[Event, ...] = ()
 
 
 for _twin in (PlayerInputFields, PlayerFields, ProjectileFields):

