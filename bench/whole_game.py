@@ -79,18 +79,29 @@ class Player:
 
 
 def play_all(
-    arrivals: queue.SimpleQueue[Player], stop: threading.Event, failures: list[str], *, send_inputs: bool = True
+    arrivals: queue.SimpleQueue[Player], stop: threading.Event, failures: list[str], *, own_clocks: bool = False
 ) -> None:
-    """Read every player's socket and (with `send_inputs`) send each player's inputs when due, until `stop` is set:
-    each input goes out when this loop next wakes, which is when the server's next deltas arrive."""
+    """Read every player's socket and send each player's inputs, until `stop` is set.
+
+    By default an input due goes out when this loop next wakes, which is when the server's next deltas arrive.
+    With `own_clocks`, each player's inputs go out at its own times, as clients with their own frame clocks send
+    them: they reach the server spread over time, not right after the deltas it sends (the loop waits no longer
+    than the next one due). One thread does it all: a second one for the inputs cost the generator more CPU than
+    the inputs (the two handed the GIL back and forth on one core), and it could not keep up with 1,000 players.
+    """
     selector = selectors.EpollSelector()
     players: list[Player] = []
+    due: list[tuple[float, int, Player]] = []
+    """With `own_clocks`: (when its next input is due, arrival order, player), a heap."""
     while not stop.is_set():
         while not arrivals.empty():
             player = arrivals.get()
             players.append(player)
             selector.register(player.counter.sock, selectors.EVENT_READ, player)
-        for key, _ in selector.select(timeout=0.01):
+            if own_clocks:
+                heapq.heappush(due, (player.next_input_at, len(players), player))
+        timeout = min(0.01, max(0.0, due[0][0] - time.monotonic())) if due else 0.01
+        for key, _ in selector.select(timeout=timeout):
             player = key.data
             try:
                 data = player.counter.sock.recv(262144)
@@ -104,7 +115,17 @@ def play_all(
                 selector.unregister(player.counter.sock)
                 players.remove(player)
         now = time.monotonic()
-        for player in players if send_inputs else ():
+        if own_clocks:
+            while due and due[0][0] <= now:
+                _, order, player = heapq.heappop(due)
+                try:
+                    player.send_input()
+                except OSError as error:
+                    failures.append(f"{type(error).__name__}: {error}"[:160])
+                    continue
+                heapq.heappush(due, (player.next_input_at, order, player))
+            continue
+        for player in players:
             if player.next_input_at <= now:
                 try:
                     player.send_input()
@@ -112,29 +133,6 @@ def play_all(
                     failures.append(f"{type(error).__name__}: {error}"[:160])
                     player.next_input_at = float("inf")
     selector.close()
-
-
-def send_on_their_clocks(joined: list[Player], stop: threading.Event, failures: list[str]) -> None:
-    """Send each player's inputs at its own times, as clients with their own frame clocks do: they reach the server
-    spread over time, not right after the deltas it sends, until `stop` is set."""
-    due: list[tuple[float, int]] = []
-    known = 0
-    while not stop.is_set():
-        while known < len(joined):
-            heapq.heappush(due, (joined[known].next_input_at, known))
-            known += 1
-        now = time.monotonic()
-        if not due or due[0][0] > now:
-            time.sleep(min(0.005, due[0][0] - now) if due else 0.005)
-            continue
-        _, index = heapq.heappop(due)
-        player = joined[index]
-        try:
-            player.send_input()
-        except OSError as error:
-            failures.append(f"{type(error).__name__}: {error}"[:160])
-            continue
-        heapq.heappush(due, (player.next_input_at, index))
 
 
 async def ramp(players: int, join: Callable[[int], Awaitable[None]], joined: list[Player]) -> None:
@@ -172,10 +170,8 @@ async def measure(
     baseline_rss = rss_bytes(pid)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            partial(trio.to_thread.run_sync, partial(play_all, send_inputs=not own_clocks), arrivals, stop, failures)
+            partial(trio.to_thread.run_sync, partial(play_all, own_clocks=own_clocks), arrivals, stop, failures)
         )
-        if own_clocks:
-            nursery.start_soon(partial(trio.to_thread.run_sync, send_on_their_clocks, joined, stop, failures))
 
         async def join(index: int) -> None:
             try:
