@@ -89,11 +89,7 @@ attrs.resolve_types(DeltaFields, localns={"Entities": Entities, "Event": Event})
 
 
 PLAYER_FIELDS = ("name", "x", "y", "aim", "hp", "kills", "deaths", "respawn")
-"""A player's fields in a snapshot, in order (`_player_values` gives their values)."""
-
-
-def _player_values(p: Player) -> tuple[FieldValue, ...]:
-    return (p.name, nearest_int(p.x), nearest_int(p.y), p.aim_mrad, p.hp, p.kills, p.deaths, p.respawn_tick or 0)
+"""A player's fields in a snapshot, in order (`_player_fields` and `_CachedPlayer` give them in this order)."""
 
 
 def _player_fields(p: Player) -> dict[str, FieldValue]:
@@ -135,30 +131,62 @@ def _snapshot_of(
 
 
 class _CachedPlayer:
-    """A player as the last snapshot shows it: the Player and extra values it was made from, its field values in
-    `PLAYER_FIELDS` order then the extra ones, and its field map once a snapshot needed it."""
+    """A player as the last snapshot shows it: the Player and extra values it was made from, each of its fields'
+    value (typed, so that a tick's comparisons are native ones), and its field map once a snapshot needed it."""
 
-    __slots__ = ("extra_values", "fields", "names", "player", "values")
-
-    def __init__(
-        self,
-        player: Player,
-        extra_values: tuple[FieldValue, ...],
-        values: tuple[FieldValue, ...],
-        names: tuple[str, ...],
-        fields: Fields | None,
-    ) -> None:
+    def __init__(self, player: Player, extra_values: tuple[FieldValue, ...], names: tuple[str, ...]) -> None:
         self.player = player
+        self.name = player.name
+        self.x = nearest_int(player.x)
+        self.y = nearest_int(player.y)
+        self.aim = player.aim_mrad
+        self.hp = player.hp
+        self.kills = player.kills
+        self.deaths = player.deaths
+        self.respawn = player.respawn_tick or 0
         self.extra_values = extra_values
-        self.values = values
         self.names = names
         """`PLAYER_FIELDS` and the builder's extra field names (only as many as there are values)."""
-        self.fields = fields
+        self.fields: Fields | None = None
 
     def fields_now(self) -> Fields:
         if self.fields is None:
-            self.fields = dict(zip(self.names, self.values, strict=False))
+            values = (self.name, self.x, self.y, self.aim, self.hp, self.kills, self.deaths, self.respawn)
+            self.fields = dict(zip(self.names, values + self.extra_values, strict=False))
         return self.fields
+
+    def update(self, player: Player, extra_values: tuple[FieldValue, ...]) -> dict[str, FieldValue]:
+        """Show `player` with `extra_values` (as many as before) from now on; returns the fields whose values
+        changed, in `PLAYER_FIELDS` order then the extra ones."""
+        changed: dict[str, FieldValue] = {}
+        if player.name != self.name:
+            self.name = changed["name"] = player.name
+        x, y = nearest_int(player.x), nearest_int(player.y)
+        if x != self.x:
+            self.x = changed["x"] = x
+        if y != self.y:
+            self.y = changed["y"] = y
+        if player.aim_mrad != self.aim:
+            self.aim = changed["aim"] = player.aim_mrad
+        if player.hp != self.hp:
+            self.hp = changed["hp"] = player.hp
+        if player.kills != self.kills:
+            self.kills = changed["kills"] = player.kills
+        if player.deaths != self.deaths:
+            self.deaths = changed["deaths"] = player.deaths
+        respawn = player.respawn_tick or 0
+        if respawn != self.respawn:
+            self.respawn = changed["respawn"] = respawn
+        old = self.extra_values
+        if extra_values != old:
+            for index, value in enumerate(extra_values):
+                if old[index] != value:
+                    changed[self.names[len(PLAYER_FIELDS) + index]] = value
+            self.extra_values = extra_values
+        self.player = player
+        if changed:
+            self.fields = None
+        return changed
 
 
 class SnapshotBuilder:
@@ -226,21 +254,14 @@ class SnapshotBuilder:
             if cached is not None and cached.player is player and cached.extra_values == extra_values:
                 kept_players[player_id] = cached
                 continue
-            values = _player_values(player) + extra_values
-            if cached is None or len(cached.values) != len(values):  # new, or its set of fields changed
-                entry = _CachedPlayer(player, extra_values, values, all_names, None)
+            if cached is None or len(cached.extra_values) != len(extra_values):  # new, or its set of fields changed
+                entry = _CachedPlayer(player, extra_values, all_names)
                 added_players[player_id] = entry.fields_now()
                 kept_players[player_id] = entry
                 continue
-            old = cached.values
-            if old != values:
-                changed_players[player_id] = {
-                    all_names[index]: value for index, value in enumerate(values) if old[index] != value
-                }
-                cached.fields = None
-            # the entry is this builder's own: brought up to date in place (a Player that looks the same as the
-            # last one keeps its field map: nothing to send)
-            cached.player, cached.extra_values, cached.values = player, extra_values, values
+            changed_fields = cached.update(player, extra_values)  # a Player that looks the same: nothing to send
+            if changed_fields:
+                changed_players[player_id] = changed_fields
             kept_players[player_id] = cached
         removed_players = tuple(sorted(pid for pid in cached_players if pid not in kept_players))
         self._players = kept_players
