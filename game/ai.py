@@ -10,18 +10,19 @@ closer.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from game.state import MatchState
 from game.values import PlayerInput
 
-FIRING_RANGE = 700
-PREFERRED_DISTANCE = 300
-STRAFE_TICKS = 37
-MAX_BOT_LEVEL = 3
-AIM_ERROR_RADIANS = (0.35, 0.2, 0.1, 0.0)
+FIRING_RANGE: Final = 700
+PREFERRED_DISTANCE: Final = 300
+STRAFE_TICKS: Final = 37
+MAX_BOT_LEVEL: Final = 3
+AIM_ERROR_RADIANS: Final = (0.35, 0.2, 0.1, 0.0)
 """By level: the most a bot's aim is off (its wobble swings between minus and plus this)."""
-LEVEL_FIRING_RANGE = (450, 550, 650, FIRING_RANGE)
-WOBBLE_TICKS = 10
+LEVEL_FIRING_RANGE: Final = (450, 550, 650, FIRING_RANGE)
+WOBBLE_TICKS: Final = 10
 
 
 def bot_input(state: MatchState, player_id: int, level: int = MAX_BOT_LEVEL) -> PlayerInput:

@@ -25,9 +25,9 @@ from game.rules import Rules
 from game.state import HistoryFrame, MatchState, next_random
 from game.values import Player, PlayerInput, Projectile
 
-_DIAGONAL = 1 / math.sqrt(2)
-_MAX_AIM_MRAD = 3142
-_KEEP = -1
+_DIAGONAL: Final = 1 / math.sqrt(2)
+_MAX_AIM_MRAD: Final = 3142
+_KEEP: Final = -1
 """`_changed`'s "leave respawn_tick as it is" (respawn ticks are never negative; None means none)."""
 
 
@@ -72,7 +72,7 @@ class _Geometry:
 _geometries: dict[int, tuple[Rules, _Geometry]] = {}
 """By the id of a Rules object (hashing Rules by value costs more than the geometry saves), with the object itself,
 so that an id reused by a new object is never taken for the old one's."""
-GEOMETRIES_KEPT = 4096
+GEOMETRIES_KEPT: Final = 4096
 """Rules objects whose geometry is kept: a server makes one per match, and runs a few hundred matches at most at
 once. Past this many, all are forgotten (and the running matches' made again, once each)."""
 
@@ -232,12 +232,17 @@ def _rewound_flight_hit(
     """Fly a lag-compensated projectile from its (earlier) spawn tick up to `tick`, judged at each of those ticks
     against where players were then. True if it ended there (a wall, the edge, or a hit on a player still alive)."""
     spawn_tick, owner, reach_squared = projectile.spawn_tick, projectile.owner, geometry.reach_squared
-    positions = {past: entries for past, entries in history if spawn_tick < past < tick}
+    first_frame_tick = tick - len(history)  # each step adds one frame: history[i] is that tick's + i
     for past in range(spawn_tick + 1, tick):
         x, y = _position(projectile, past, geometry.projectile_step)
         if _blocked(x, y, geometry, geometry.projectile_walls):
             return True
-        for target_id, target_x, target_y in positions.get(past, ()):  # the first in reach who is alive now
+        index = past - first_frame_tick
+        if 0 <= index < len(history) and history[index][0] == past:
+            entries = history[index][1]
+        else:  # not there (older than the history), or frames not one per tick: look for it
+            entries = next((frame[1] for frame in history if frame[0] == past), ())
+        for target_id, target_x, target_y in entries:  # the first in reach who is alive now
             dx, dy = target_x - x, target_y - y
             if target_id != owner and dx * dx + dy * dy <= reach_squared:
                 target = players.get(target_id)

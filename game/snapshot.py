@@ -29,10 +29,10 @@ FieldValue = int | str
 Fields = Mapping[str, FieldValue]
 Entities = Mapping[str, Mapping[int, Fields]]
 
-PLAYERS = "players"
-PROJECTILES = "projectiles"
-MATCH = "match"
-MATCH_ENTITY_ID = 0
+PLAYERS: Final = "players"
+PROJECTILES: Final = "projectiles"
+MATCH: Final = "match"
+MATCH_ENTITY_ID: Final = 0
 
 
 def _without_empty_kinds(entities: Entities) -> Entities:
@@ -88,7 +88,7 @@ class Delta(Value):
 attrs.resolve_types(DeltaFields, localns={"Entities": Entities, "Event": Event})  # names the twin cannot import
 
 
-PLAYER_FIELDS = ("name", "x", "y", "aim", "hp", "kills", "deaths", "respawn")
+PLAYER_FIELDS: Final = ("name", "x", "y", "aim", "hp", "kills", "deaths", "respawn")
 """A player's fields in a snapshot, in order (`_player_fields` and `_CachedPlayer` give them in this order)."""
 
 

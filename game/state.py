@@ -14,7 +14,7 @@ from game.rules import Rules
 from game.value_fields import MatchStateFields
 from game.values import Player, Projectile, Value
 
-_MASK64 = (1 << 64) - 1
+_MASK64: Final = (1 << 64) - 1
 
 
 def next_random(rng_state: int) -> tuple[int, int]:
