@@ -251,7 +251,7 @@ def decode_input(data: bytes) -> PlayerInput | None:
         and type(view) is int
         and 0 <= view <= MAX_SEQUENCE
     ):
-        return PlayerInput(seq=seq, move_x=move_x, move_y=move_y, aim=float(aim), fire=fire, view_tick=view)
+        return PlayerInput(seq, move_x, move_y, float(aim), fire, view)  # positional: a third of the cost, compiled
     return None
 
 
