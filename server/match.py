@@ -177,7 +177,7 @@ class TickScheduler:
         self._earlier = trio.Event()
 
     def schedule(self, match: Match, deadline: float) -> None:
-        """Call `match.due(deadline)` once `deadline` has come (or `TICK_EARLY_FRACTION` of an interval before)."""
+        """Call `match.due(deadline, now)` once `deadline` has come (or `TICK_EARLY_FRACTION` of an interval before)."""
         self._push(match, deadline)
         if self._due[0][2] is match:
             self._earlier.set()
@@ -193,11 +193,13 @@ class TickScheduler:
                 await self._earlier.wait()
             if self._reader is not None:
                 self._reader.read_ready()  # inputs that came since the last wake-up count in these ticks
-            while due and due[0][3] <= trio.current_time():
+            now = trio.current_time()
+            while due and due[0][3] <= now:
                 deadline, _, match, _ = heapq.heappop(due)
-                next_deadline = match.due(deadline)
+                next_deadline = match.due(deadline, now)
                 if next_deadline is not None:
                     self._push(match, next_deadline)
+                now = trio.current_time()  # where the last tick ended: when the next one starts
             if self._reader is not None:
                 self._reader.scheduler_woke(due[0][0] if due else math.inf)
             await trio.lowlevel.checkpoint()
@@ -249,9 +251,12 @@ class Match:
     moved_to: str | None = attrs.field(default=None, init=False)
     """The WebSocket URL of the server that adopted this match: it goes on there, and stops here."""
     _notices: list[Notice] = attrs.field(factory=list, init=False)
+    _interval: float = attrs.field(default=0.0, init=False)
+    """Seconds from one tick to the next (the rules' tick rate, worked out once)."""
     """Arrivals, departures and takeovers since the last tick, sent with its events."""
 
     def __attrs_post_init__(self) -> None:
+        self._interval = 1 / self.rules.tick_rate
         self.state = MatchState.initial(seed=self.seed, rules=self.rules)
         self._snapshots.start(self.state)
         delay_ticks = round(self.spectator_delay * self.rules.tick_rate)
@@ -630,19 +635,19 @@ class Match:
     @property
     def interval(self) -> float:
         """Seconds from one tick to the next."""
-        return 1 / self.rules.tick_rate
+        return self._interval
 
-    def due(self, deadline: float) -> float | None:
-        """The scheduler's call when this match's tick at `deadline` is due: tick, and say when the next one is
-        (None: this match ticks no more, or holds still until `unpause`)."""
+    def due(self, deadline: float, now: float) -> float | None:
+        """The scheduler's call when this match's tick at `deadline` is due (`now`: its clock, as it calls): tick,
+        and say when the next one is (None: this match ticks no more, or holds still until `unpause`)."""
         if not self._ticks_on():  # handed over, ended or emptied while it waited: the last state stands
             self._stop_ticking()
             return None
         if self._paused:
             self._parked = True
             return None
-        interval = self.interval
-        started = trio.current_time()
+        interval = self._interval
+        started = now
         lateness = max(0.0, started - deadline)  # run early with others (TickScheduler): on time
         if lateness > MAX_CATCH_UP_TICKS * interval:
             skipped = int(lateness / interval)

@@ -18,7 +18,8 @@ class Ticking:
     def __init__(self, name: str, interval: float, ticks: int, log: list[tuple[str, float, float]]) -> None:
         self.name, self.interval, self.left, self.log = name, interval, ticks, log
 
-    def due(self, deadline: float) -> float | None:
+    def due(self, deadline: float, now: float) -> float | None:
+        assert now <= trio.current_time()
         self.log.append((self.name, deadline, trio.current_time()))
         self.left -= 1
         return deadline + self.interval if self.left else None
