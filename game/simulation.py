@@ -42,6 +42,17 @@ class _Wall:
         self.bottom: Final = bottom
 
 
+class _Stop:
+    """A wall as a player moving along one axis meets it: it stands across `low`..`high` on the other axis, and
+    stops the player's centre at `before` moving up the axis, at `after` moving down it."""
+
+    def __init__(self, low: float, high: float, before: float, after: float) -> None:
+        self.low: Final = low
+        self.high: Final = high
+        self.before: Final = before
+        self.after: Final = after
+
+
 class _Geometry:
     """What the step reads of a match's rules, worked out once per `Rules` object: numbers as plain fields (the
     rules' derived values are properties computed on each read) and each wall grown by the player's radius and by
@@ -52,7 +63,13 @@ class _Geometry:
         self.height: Final = float(rules.height)
         self.player_radius: Final = float(rules.player_radius)
         self.launch_offset: Final = float(rules.player_radius + rules.projectile_radius)
-        self.player_walls: Final = _grown_walls(rules, margin=rules.player_radius)
+        player_walls = _grown_walls(rules, margin=rules.player_radius)
+        self.stops_along_x: Final = tuple(_Stop(w.top, w.bottom, w.left, w.right) for w in player_walls)
+        self.stops_along_y: Final = tuple(_Stop(w.left, w.right, w.top, w.bottom) for w in player_walls)
+        self.max_x: Final = self.width - self.player_radius
+        self.max_y: Final = self.height - self.player_radius
+        """`max_x`, `max_y`: where a player's centre stops at the right and bottom edges (`player_radius` at the
+        others)."""
         self.projectile_walls: Final = _grown_walls(rules, margin=rules.projectile_radius)
         self.reach_squared: Final = float((rules.player_radius + rules.projectile_radius) ** 2)
         """How close a projectile's centre comes to a player's before it hits: (player radius + its radius)²."""
@@ -286,15 +303,14 @@ def _apply_input(player: Player, player_input: PlayerInput, geometry: _Geometry,
     aim_mrad = max(-_MAX_AIM_MRAD, min(_MAX_AIM_MRAD, nearest_int(player_input.aim * 1000)))
     if player.hp <= 0:
         return _changed(player, aim_mrad=aim_mrad)
-    player_walls = geometry.player_walls
     speed = geometry.player_step
     if player_input.move_x and player_input.move_y:
         speed *= _DIAGONAL
     x, y = player.x, player.y
     if player_input.move_x:
-        x = _slide(x, y, player_input.move_x * speed, geometry, player_walls, axis=0)
+        x = _slide(x, y, player_input.move_x * speed, geometry.player_radius, geometry.max_x, geometry.stops_along_x)
     if player_input.move_y:
-        y = _slide(x, y, player_input.move_y * speed, geometry, player_walls, axis=1)
+        y = _slide(y, x, player_input.move_y * speed, geometry.player_radius, geometry.max_y, geometry.stops_along_y)
     if x == player.x and y == player.y and aim_mrad == player.aim_mrad and next_fire_tick == player.next_fire_tick:
         return player
     return _changed(player, x=x, y=y, aim_mrad=aim_mrad, next_fire_tick=next_fire_tick)
@@ -329,30 +345,21 @@ def _changed(
 
 
 def _slide(
-    x: float, y: float, delta: float, geometry: _Geometry, player_walls: tuple[_Wall, ...], *, axis: int
+    position: float, across: float, delta: float, lowest: float, highest: float, stops: tuple[_Stop, ...]
 ) -> float:
-    """Move a player along one axis, stopping flush against the arena's edge or the first wall in the way.
+    """Move a player's centre along one axis from `position` (at `across` on the other) by `delta`, stopping flush
+    against the arena's edge (`lowest`, `highest`) or the first wall in the way.
 
-    Players collide as squares of side 2 * radius, which keeps the sliding exact and cheap: `player_walls` are
-    the walls grown by the radius, where the player's centre stops.
+    Players collide as squares of side 2 * radius, which keeps the sliding exact and cheap: `stops` are the walls
+    grown by the radius, where the player's centre stops. Positions stay floats, also where one stops flush.
     """
-    r = geometry.player_radius  # positions stay floats, also where one stops flush against an edge
-    if axis == 0:
-        target = min(max(x + delta, r), geometry.width - r)
-        for wall in player_walls:
-            if wall.top < y < wall.bottom:
-                if delta > 0 and x <= wall.left < target:
-                    target = wall.left
-                elif delta < 0 and target < wall.right <= x:
-                    target = wall.right
-        return target
-    target = min(max(y + delta, r), geometry.height - r)
-    for wall in player_walls:
-        if wall.left < x < wall.right:
-            if delta > 0 and y <= wall.top < target:
-                target = wall.top
-            elif delta < 0 and target < wall.bottom <= y:
-                target = wall.bottom
+    target = min(max(position + delta, lowest), highest)
+    for stop in stops:
+        if stop.low < across < stop.high:
+            if delta > 0 and position <= stop.before < target:
+                target = stop.before
+            elif delta < 0 and target < stop.after <= position:
+                target = stop.after
     return target
 
 
