@@ -47,7 +47,7 @@ from server.fleet_matchmaking import FleetMatchmaking
 from server.fleet_ratings import RedisRatingStore
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
 from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
-from server.match import Match, SeatError, TickStatistics, percentile_ms
+from server.match import Match, SeatError, TickStatistics, percentiles_ms
 from server.matchmaker import Matchmaker, MatchmakingError, modes_by_name
 from server.matchmaking import LocalMatchmaking, Matchmaking
 from server.messages import (
@@ -950,14 +950,15 @@ class ArenaServer:
             self._cpu_share = (cpu - cpu_before) / max(wall - wall_before, 1e-6)
             cpu_before, wall_before = cpu, wall
             now = trio.current_time()
-            recent, _ = self.statistics.since(now - 1.0)
+            recent = self.statistics.lateness_since(now - 1.0)
+            p50, p99, most = percentiles_ms(recent, (0.5, 0.99, 1.0)) if len(recent) else (None, None, None)
             point: dict[str, float | int | None] = {
                 "t": round(self.uptime(), 1),
                 "cpu": round(self._cpu_share, 3),
                 "ticks": round(self._directory.tick_load, 3) if self._directory else 0.0,
-                "lateness_ms_p50": percentile_ms(recent, 0.5) if recent else None,
-                "lateness_ms_p99": percentile_ms(recent, 0.99) if recent else None,
-                "lateness_ms_max": percentile_ms(recent, 1.0) if recent else None,
+                "lateness_ms_p50": p50,
+                "lateness_ms_p99": p99,
+                "lateness_ms_max": most,
                 "connections": len(self.sessions),
                 "queued": sum(self.queue_lengths().values()),
             }

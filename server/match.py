@@ -23,10 +23,11 @@ import math
 import secrets
 from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+import numpy
 import trio
 
 import game
@@ -93,34 +94,51 @@ class TickStatistics:
         if self.observe is not None:
             self.observe(lateness, duration)
 
-    def since(self, start: float) -> tuple[list[float], list[float]]:
-        """The lateness and the duration of the ticks of every whole second of trio time from the one holding
-        `start` on, each sorted."""
+    def lateness_since(self, start: float) -> numpy.ndarray[Any, numpy.dtype[numpy.float64]]:
+        """The lateness of the ticks of every whole second of trio time from the one holding `start` on (unordered)."""
+        return self._since(start, "lateness")
+
+    def duration_since(self, start: float) -> numpy.ndarray[Any, numpy.dtype[numpy.float64]]:
+        """The duration of the ticks of every whole second of trio time from the one holding `start` on (unordered)."""
+        return self._since(start, "duration")
+
+    def _since(self, start: float, field: str) -> numpy.ndarray[Any, numpy.dtype[numpy.float64]]:
         first = int(start)
-        recent = [second for second in self._seconds if second.start >= first]
-        lateness = sorted(value for second in recent for value in second.lateness)
-        durations = sorted(value for second in recent for value in second.duration)
-        return lateness, durations
+        arrays = [getattr(second, field) for second in self._seconds if second.start >= first]
+        if not arrays:
+            return numpy.empty(0)
+        return numpy.concatenate([numpy.frombuffer(values, dtype=numpy.float64) for values in arrays])
 
     def summary(self) -> dict[str, float | int]:
-        lateness, durations = self.since(trio.current_time() - TIMING_WINDOW_SECONDS + 1)
+        start = trio.current_time() - TIMING_WINDOW_SECONDS + 1
+        lateness, durations = self.lateness_since(start), self.duration_since(start)
+        lateness_p50, lateness_p99, lateness_max = percentiles_ms(lateness, (0.50, 0.99, 1.0))
+        duration_p50, duration_p99 = percentiles_ms(durations, (0.50, 0.99))
         return {
             "ticks": self.ticks,
             "skipped": self.skipped_ticks,
             "window_seconds": TIMING_WINDOW_SECONDS,
             "window_ticks": len(lateness),
-            "lateness_ms_p50": percentile_ms(lateness, 0.50),
-            "lateness_ms_p99": percentile_ms(lateness, 0.99),
-            "lateness_ms_max": percentile_ms(lateness, 1.0),
-            "duration_ms_p50": percentile_ms(durations, 0.50),
-            "duration_ms_p99": percentile_ms(durations, 0.99),
+            "lateness_ms_p50": lateness_p50,
+            "lateness_ms_p99": lateness_p99,
+            "lateness_ms_max": lateness_max,
+            "duration_ms_p50": duration_p50,
+            "duration_ms_p99": duration_p99,
         }
 
 
-def percentile_ms(ordered: list[float], fraction: float) -> float:
-    if not ordered:
-        return 0.0
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 3)
+def percentiles_ms(values: numpy.ndarray[Any, numpy.dtype[numpy.float64]], fractions: Sequence[float]) -> list[float]:
+    """For each fraction, the value that many of the way through `values` in order (the one at index
+    int(fraction * n) of them sorted; the largest for 1.0), in ms to the microsecond; 0.0 each if there are none.
+
+    Found by partitioning (numpy, linear time), never by sorting in Python: the server asks on the event loop, and
+    at a thousand players the 10 s window holds 37,500 ticks, whose sorting held every match up 15 ms."""
+    count = len(values)
+    if not count:
+        return [0.0 for _ in fractions]
+    indexes = [min(count - 1, int(fraction * count)) for fraction in fractions]
+    ordered = numpy.partition(values, sorted(set(indexes)))
+    return [round(float(ordered[index]) * 1000, 3) for index in indexes]
 
 
 class SeatError(Exception):

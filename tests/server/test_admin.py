@@ -75,3 +75,21 @@ async def test_drain_from_the_api(server_factory):
         closed = await dave.receive_until_closed(timeout=3)
         assert closed.code == 1001
         assert server.draining
+
+
+async def test_the_monitor_plots_each_seconds_tick_lateness_while_a_match_runs(server_factory):
+    server = await server_factory(admin_token=ADMIN_TOKEN)
+    url = ws_url(server)
+    async with connect(url, name="alice") as alice, connect(url, name="bob") as bob:
+        await alice.join()
+        await bob.join()
+        with trio.fail_after(5):
+            while True:
+                history = (await http_get(server.port, "/admin/state", extra=BEARER)).json()["history"]
+                ticking = [point for point in history if point["lateness_ms_p50"] is not None]
+                if ticking:
+                    break
+                await trio.sleep(0.2)
+    point = ticking[-1]
+    assert all(isinstance(point[key], float) for key in ("lateness_ms_p50", "lateness_ms_p99", "lateness_ms_max"))
+    assert 0 <= point["lateness_ms_p50"] <= point["lateness_ms_p99"] <= point["lateness_ms_max"]
