@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 import trio
-from compare import FrameCounter, open_counter
+from compare import READ_BYTES, FrameCounter, open_counter
 from fanout import (
     arena_server,
     cpu_seconds,
@@ -90,6 +90,7 @@ def play_all(
     the inputs (the two handed the GIL back and forth on one core), and it could not keep up with 1,000 players.
     """
     selector = selectors.EpollSelector()
+    into = bytearray(READ_BYTES)
     players: list[Player] = []
     due: list[tuple[float, int, Player]] = []
     """With `own_clocks`: (when its next input is due, arrival order, player), a heap."""
@@ -104,10 +105,7 @@ def play_all(
         for key, _ in selector.select(timeout=timeout):
             player = key.data
             try:
-                data = player.counter.sock.recv(262144)
-                if not data:
-                    raise ConnectionError("the server closed the connection")
-                player.counter.feed(data)
+                player.counter.read(into)
             except BlockingIOError:
                 continue
             except (OSError, ConnectionError) as error:
