@@ -47,7 +47,7 @@ from server.fleet_matchmaking import FleetMatchmaking
 from server.fleet_ratings import RedisRatingStore
 from server.handshake import HandshakeError, OriginPolicy, check_upgrade
 from server.limits import AddressRateLimiter, ConnectionCounter, FrameBudget, FrameLimits, address_key
-from server.match import Match, SeatError, TickStatistics, percentiles_ms
+from server.match import Match, SeatError, TickStatistics, Timings, percentiles_ms
 from server.matchmaker import Matchmaker, MatchmakingError, modes_by_name
 from server.matchmaking import LocalMatchmaking, Matchmaking
 from server.messages import (
@@ -199,7 +199,7 @@ class ArenaServer:
         )
         self.authenticator = Authenticator(config.auth)
         self.metrics = Metrics(modes=tuple(mode.name for mode in config.modes))
-        self.statistics = TickStatistics(observe=self._observe_tick)
+        self.statistics = TickStatistics(on_second=self._observe_ticks)
         self.metrics.watch(self)
         self._welcome_frame = encode(self._welcome())
         max_connections = default_max_connections() if config.max_connections is None else config.max_connections
@@ -447,9 +447,9 @@ class ArenaServer:
             totals.update(_traffic_of(session))
         return {name: totals[name] for name in _TRAFFIC}
 
-    def _observe_tick(self, lateness: float, duration: float) -> None:
-        self.metrics.tick_lateness.observe(lateness)
-        self.metrics.tick_duration.observe(duration)
+    def _observe_ticks(self, lateness: Timings, duration: Timings) -> None:
+        self.metrics.tick_lateness.observe_all(lateness)
+        self.metrics.tick_duration.observe_all(duration)
 
     def _limit_hit(self, limit: str) -> None:
         self.metrics.limit_hits.labels(limit=limit).inc()

@@ -52,11 +52,17 @@ TICK_EARLY_FRACTION = 1 / 8
 that close together run in one wake-up, not one each. A wake-up costs the timer's cancellation and a trip through
 the event loop and the kernel (50-100 us of CPU on a cloud VM, see docs/benchmarks.md); a tick a few ms early is
 less than the jitter of the networks its deltas cross, and an input that arrives in those ms counts a tick later."""
+PLAYING = "playing"
+"""A seat's status while its player is connected (`Seat.status`)."""
 SERVER_PLAYER_FIELDS = ("ping", "ack", "status")
 """What the server adds to each player in snapshots (docs/protocol.md): round trip, last input applied, seat."""
 TIMING_WINDOW_SECONDS = 10.0
 TICK_COST_SMOOTHING = 0.05
 """Weight of the newest tick in a match's `tick_cost` (about the last 20 ticks count)."""
+
+
+Timings = numpy.ndarray[Any, numpy.dtype[numpy.float64]]
+"""Seconds: the lateness or the duration of a number of ticks."""
 
 
 @attrs.define(eq=False)
@@ -79,30 +85,38 @@ class TickStatistics:
     _seconds: deque[_TimingSecond] = attrs.field(
         factory=lambda: deque(maxlen=int(TIMING_WINDOW_SECONDS) + 1), init=False
     )
-    observe: Callable[[float, float], None] | None = None
-    """Also told every tick's lateness and duration (the server's metrics)."""
+    on_second: Callable[[Timings, Timings], None] | None = None
+    """Told each second's ticks (their lateness, their duration) once the second is over (the server's metrics)."""
 
     def record(self, started: float, lateness: float, duration: float) -> None:
         self.ticks += 1
         second = int(started)
         seconds = self._seconds
         if not seconds or seconds[-1].start != second:
+            if seconds and self.on_second is not None:
+                self.on_second(*self._timings(seconds[-1]))
             seconds.append(_TimingSecond(second))
         current = seconds[-1]
         current.lateness.append(lateness)
         current.duration.append(duration)
-        if self.observe is not None:
-            self.observe(lateness, duration)
 
-    def lateness_since(self, start: float) -> numpy.ndarray[Any, numpy.dtype[numpy.float64]]:
+    def current_second(self) -> tuple[Timings, Timings]:
+        """The lateness and the duration of the ticks of the second not over yet (not told to `on_second` yet)."""
+        return self._timings(self._seconds[-1]) if self._seconds else (numpy.empty(0), numpy.empty(0))
+
+    @staticmethod
+    def _timings(second: _TimingSecond) -> tuple[Timings, Timings]:
+        return numpy.array(second.lateness), numpy.array(second.duration)
+
+    def lateness_since(self, start: float) -> Timings:
         """The lateness of the ticks of every whole second of trio time from the one holding `start` on (unordered)."""
         return self._since(start, "lateness")
 
-    def duration_since(self, start: float) -> numpy.ndarray[Any, numpy.dtype[numpy.float64]]:
+    def duration_since(self, start: float) -> Timings:
         """The duration of the ticks of every whole second of trio time from the one holding `start` on (unordered)."""
         return self._since(start, "duration")
 
-    def _since(self, start: float, field: str) -> numpy.ndarray[Any, numpy.dtype[numpy.float64]]:
+    def _since(self, start: float, field: str) -> Timings:
         first = int(start)
         arrays = [getattr(second, field) for second in self._seconds if second.start >= first]
         if not arrays:
@@ -127,7 +141,7 @@ class TickStatistics:
         }
 
 
-def percentiles_ms(values: numpy.ndarray[Any, numpy.dtype[numpy.float64]], fractions: Sequence[float]) -> list[float]:
+def percentiles_ms(values: Timings, fractions: Sequence[float]) -> list[float]:
     """For each fraction, the value that many of the way through `values` in order (the one at index
     int(fraction * n) of them sorted; the largest for 1.0), in ms to the microsecond; 0.0 each if there are none.
 
@@ -172,7 +186,7 @@ class Seat:
     def status(self) -> str:
         if self.subject is None:
             return "bot"
-        return "playing" if self.session is not None else "reconnecting"
+        return PLAYING if self.session is not None else "reconnecting"
 
 
 class TickScheduler:
@@ -729,9 +743,9 @@ class Match:
                     inputs[player_id] = player_input
             if session is None:
                 server_fields[player_id] = (0, 0, seat.status)
-            else:
+            else:  # connected, so "playing" (`Seat.status`, read without a call for every player of every tick)
                 latest = session.latest_input
-                server_fields[player_id] = (session.rtt_ms, latest.seq if latest else 0, seat.status)
+                server_fields[player_id] = (session.rtt_ms, latest.seq if latest else 0, PLAYING)
                 receivers.append(session)
         self.state, events = game.step(state, inputs)
         if self.recorder is not None:

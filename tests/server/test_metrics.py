@@ -7,11 +7,17 @@ import re
 import time
 from pathlib import Path
 
+import numpy
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from bots.client import RefusedError, connect
+from server.metrics import TICK_BUCKETS, TickHistogram
 from tests.conftest import ws_url
 from tests.server.rawws import http_exchange, http_get, upgrade_request
 
@@ -112,3 +118,25 @@ async def test_the_process_cpu_is_exported_and_its_share_of_a_core_shown_in_heal
         while server.health()["load"]["cpu"] < 0.05:
             await trio.sleep(0.2)
     assert 0.05 <= server.health()["load"]["cpu"] <= 1.5
+
+
+@given(st.lists(st.lists(st.sampled_from([*TICK_BUCKETS, 0.0]) | st.floats(0, 2, allow_nan=False), max_size=40)))
+def test_tick_histograms_say_what_prometheus_clients_own_histogram_says(seconds: list[list[float]]) -> None:
+    # the tick histograms are counted a second at a time with numpy; scraped, they must read exactly as
+    # prometheus-client's Histogram fed the same values one by one (bounds included: a value on a bound is in it)
+    registry = CollectorRegistry()
+    reference = Histogram("arena_tick_lateness_seconds", "ticks", buckets=TICK_BUCKETS, registry=registry)
+    ours = TickHistogram("arena_tick_lateness_seconds", "ticks")
+    *over, pending = seconds or [[]]
+    for second in over:
+        ours.observe_all(numpy.array(second, dtype=numpy.float64))
+    for value in (value for second in seconds for value in second):
+        reference.observe(value)
+
+    def samples(families: list[Metric]) -> dict[tuple[str, str], float]:
+        return {(s.name, s.labels.get("le", "")): s.value for family in families for s in family.samples}
+
+    expected, got = samples(list(registry.collect())), samples([ours.family(numpy.array(pending, dtype=numpy.float64))])
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
