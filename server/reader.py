@@ -11,10 +11,11 @@ forgets first. A connection about to close its socket takes it back (`release`) 
 epoll set never holds a descriptor number that a new connection may reuse.
 
 Pacing: while the tick scheduler (server.match.TickScheduler) will wake within `HANDOFF_SECONDS`, the reader does
-not wait on its sockets: the scheduler reads whatever is ready (`read_ready`) as it wakes, before it ticks, and says
-when it will wake next (`scheduler_woke`). On a busy server inputs then cost no wake-up of their own (a wake-up
-costs more CPU than reading an input, see docs/benchmarks.md) and still reach the very next tick; anything a client
-sends waits at most `HANDOFF_SECONDS` more to be read (a round trip measured by ping reads up to that much longer).
+not wait on its sockets: the scheduler reads whatever is ready (`read_ready`) as it wakes, before it ticks, and
+every `READ_INTERVAL_SECONDS` between ticks, and says when it will wake next (`scheduler_woke`). On a busy server
+inputs then cost no wake-up of their own (a wake-up costs more CPU than reading an input, see docs/benchmarks.md)
+and still reach the very next tick; anything a client sends waits at most `HANDOFF_SECONDS` more to be read (a round
+trip measured by ping reads up to that much longer).
 """
 
 from __future__ import annotations
