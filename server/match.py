@@ -57,11 +57,12 @@ PLAYING = "playing"
 TIMER_RESOLUTION_SECONDS = 0.001
 """How late a timed wait can end: trio waits in epoll, which counts whole milliseconds, rounding up (Python's
 select.epoll.poll). The scheduler asks to wake this much before a tick is due (when the tick may run that early):
-asking for the moment itself, it woke 0.8-0.9 ms after it at the median at 750 players (docs/benchmarks.md)."""
+asking for the moment itself, it woke 0.8-1.0 ms after it at the median at 750 players (docs/benchmarks.md)."""
 READ_INTERVAL_SECONDS = 0.001
 """While the scheduler runs a long group of ticks (a busy server's are tens of ms), it reads what has come this often
 between two of them: inputs arriving meanwhile count in the next ticks of their matches, and the group's next
-wake-up does not begin with ms of reading before its first tick (measured at 750 players: 2 ms at the median)."""
+wake-up does not begin with ms of reading before its first tick (at 750 players: 0.9-2.9 ms at the median, 9-20 ms
+at p99; reading every ms, 0.5-0.6 and 1.5-2.8)."""
 SERVER_PLAYER_FIELDS = ("ping", "ack", "status")
 """What the server adds to each player in snapshots (docs/protocol.md): round trip, last input applied, seat."""
 TIMING_WINDOW_SECONDS = 10.0
