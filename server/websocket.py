@@ -9,11 +9,12 @@ queue. Every frame the client sends is counted by the listener (`receive_frame`)
 whole, before its message is assembled; once the listener refuses one, the rest of what the client sends is
 discarded unread. Over TLS the connection reads and writes through trio's SSLStream instead of the socket.
 
-The common frame, a client's input, skips wsproto: while the connection is open and wsproto holds no part of a
-frame or message, a received chunk's leading complete frames that are final, binary, masked, with no RSV bit and
-a payload under 126 bytes are unmasked here and handed on exactly as wsproto would hand them (counted first,
-then delivered). Every other frame, and everything after the first one that is not of that kind, goes to
-wsproto, which is then at a frame boundary with no message open, as if it had parsed those frames itself.
+The common frames, a client's inputs and its answers to keepalive pings, skip wsproto: while the connection is
+open and wsproto holds no part of a frame or message, a received chunk's leading complete frames that are final,
+binary or Pong, masked, with no RSV bit and a payload under 126 bytes are unmasked here and handed on exactly as
+wsproto would hand them (counted first, then delivered; a Pong needs no answer and changes nothing of wsproto's).
+Every other frame, and everything after the first one that is not of that kind, goes to wsproto, which is then at
+a frame boundary with no message open, as if it had parsed those frames itself.
 Rules of the closing handshake (RFC 6455 section 7): a peer's Close is answered with the same code and
 the server then closes the TCP connection; a Close the server starts waits for the peer's answer (the caller
 bounds how long); a frame wsproto cannot parse is answered with a Close frame carrying wsproto's code (1002,
@@ -52,6 +53,8 @@ RECEIVE_BYTES = 65536
 ABNORMAL_CLOSURE = 1006
 FINAL_BINARY_OPCODE_BYTE = 0x82
 """A frame's first byte when it is final, binary, with no RSV bit set (RFC 6455 section 5.2)."""
+PONG_OPCODE_BYTE = 0x8A
+"""A Pong frame's first byte: final (as every control frame must be), no RSV bit (RFC 6455 sections 5.2, 5.5)."""
 MASK_BIT = 0x80
 EXTENDED_LENGTH_MARK = 126
 """A 7-bit payload length of 126 or 127 means a longer length follows."""
@@ -157,8 +160,8 @@ class _ServerProtocol(WSConnection):
         return data
 
     def receive_small_binary_frames(self, data: bytes) -> bytes:
-        """Deliver the small binary frames at the start of `data` (see the module's rules); return the rest, for
-        wsproto."""
+        """Deliver the small binary frames (and Pong frames) at the start of `data` (see the module's rules); return
+        the rest, for wsproto."""
         if self.refused:
             return b""  # the connection is being failed: what it sends is not even parsed
         if self._listener is None or not self._handshake_done or not self.at_message_boundary():
@@ -175,14 +178,17 @@ class _ServerProtocol(WSConnection):
         assert listener is not None
         connection = self.connection
         offset, end = 0, len(data)
-        while end - offset >= MASKED_HEADER_BYTES and data[offset] == FINAL_BINARY_OPCODE_BYTE:
+        while end - offset >= MASKED_HEADER_BYTES:
+            first = data[offset]
+            if first != FINAL_BINARY_OPCODE_BYTE and first != PONG_OPCODE_BYTE:
+                break
             length = data[offset + 1] - MASK_BIT
             if not 0 <= length < EXTENDED_LENGTH_MARK:  # unmasked (a protocol error) or a longer frame: wsproto's
                 break
             frame_end = offset + MASKED_HEADER_BYTES + length
             if frame_end > end or connection is None or connection.state is not ConnectionState.OPEN:
                 break
-            if not listener.receive_frame(FrameKind.DATA):
+            if not listener.receive_frame(FrameKind.DATA if first == FINAL_BINARY_OPCODE_BYTE else FrameKind.PONG):
                 self.refused = True
                 return b""
             payload = data[offset + MASKED_HEADER_BYTES : frame_end]
@@ -190,7 +196,10 @@ class _ServerProtocol(WSConnection):
                 mask = data[offset + 2 : offset + MASKED_HEADER_BYTES] * (length // 4 + 1)
                 unmasked = int.from_bytes(payload, "big") ^ int.from_bytes(mask[:length], "big")
                 payload = unmasked.to_bytes(length, "big")
-            listener.receive_message(payload)
+            if first == FINAL_BINARY_OPCODE_BYTE:
+                listener.receive_message(payload)
+            else:
+                listener.receive_pong(payload)
             offset = frame_end
         return data[offset:] if offset else data
 
