@@ -58,11 +58,6 @@ TIMER_RESOLUTION_SECONDS = 0.001
 """How late a timed wait can end: trio waits in epoll, which counts whole milliseconds, rounding up (Python's
 select.epoll.poll). The scheduler asks to wake this much before a tick is due (when the tick may run that early):
 asking for the moment itself, it woke 0.8-1.0 ms after it at the median at 750 players (docs/benchmarks.md)."""
-READ_INTERVAL_SECONDS = 0.001
-"""While the scheduler runs a long group of ticks (a busy server's are tens of ms), it reads what has come this often
-between two of them: inputs arriving meanwhile count in the next ticks of their matches, and the group's next
-wake-up does not begin with ms of reading before its first tick (at 750 players: 0.9-2.9 ms at the median, 9-20 ms
-at p99; reading every ms, 0.5-0.6 and 1.5-2.8)."""
 SERVER_PLAYER_FIELDS = ("ping", "ack", "status")
 """What the server adds to each player in snapshots (docs/protocol.md): round trip, last input applied, seat."""
 TIMING_WINDOW_SECONDS = 10.0
@@ -204,10 +199,9 @@ class TickScheduler:
     Rules: a match's tick n is due at its own deadline (see `Match.run`), and may run from `TICK_EARLY_FRACTION` of
     its interval before it. The scheduler sleeps until the earliest deadline (less `TIMER_RESOLUTION_SECONDS`, within
     that), then runs every tick whose time has come, earliest deadline first (reading the inputs that have come as it
-    wakes, and every `READ_INTERVAL_SECONDS` between ticks: server.reader), and lets the other tasks run before it
-    sleeps again. So a server with many matches pays for one timer and one wake-up per
-    group of ticks falling due within a few ms, not one sleeping task per match per tick. A match's failure stays
-    that match's (`Match.due`); ticks never wait on anything.
+    wakes: server.reader), and lets the other tasks run before it sleeps again. So a server with many matches pays
+    for one timer and one wake-up per group of ticks falling due within a few ms, not one sleeping task per match
+    per tick. A match's failure stays that match's (`Match.due`); ticks never wait on anything.
     """
 
     def __init__(self, reader: SocketReader | None = None) -> None:
@@ -235,16 +229,13 @@ class TickScheduler:
                 await self._earlier.wait()
             if self._reader is not None:
                 self._reader.read_ready()  # inputs that came since the last wake-up count in these ticks
-            now = last_read = trio.current_time()
+            now = trio.current_time()
             while due and due[0][3] <= now:
                 deadline, _, match, _ = heapq.heappop(due)
                 next_deadline = match.due(deadline, now)
                 if next_deadline is not None:
                     self._push(match, next_deadline)
                 now = trio.current_time()  # where the last tick ended: when the next one starts
-                if self._reader is not None and now - last_read >= READ_INTERVAL_SECONDS:
-                    self._reader.read_ready()  # what came during the last ticks counts in the next ones
-                    now = last_read = trio.current_time()
             if self._reader is not None:
                 self._reader.scheduler_woke(due[0][0] if due else math.inf)
             await trio.lowlevel.checkpoint()
