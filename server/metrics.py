@@ -29,6 +29,7 @@ from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from server.app import ArenaServer
+    from server.match import Timings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # no `_created` series: they double the output and no dashboard here reads them
@@ -170,12 +171,12 @@ class TickHistogram:
         """How many values fell in each bucket (not cumulative); the last: above every bound."""
         self._sum = 0.0
 
-    def observe_all(self, values: numpy.ndarray[Any, numpy.dtype[numpy.float64]]) -> None:
+    def observe_all(self, values: Timings) -> None:
         counts, total = self._counted(values)
         self._counts += counts
         self._sum += total
 
-    def family(self, pending: numpy.ndarray[Any, numpy.dtype[numpy.float64]]) -> HistogramMetricFamily:
+    def family(self, pending: Timings) -> HistogramMetricFamily:
         """The histogram as scraped: what was observed, and the `pending` values (the second not over yet)."""
         counts, total = self._counted(pending)
         cumulative = numpy.cumsum(counts + self._counts)
@@ -184,9 +185,7 @@ class TickHistogram:
         buckets.append(("+Inf", int(cumulative[-1])))
         return HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=self._sum + total)
 
-    def _counted(
-        self, values: numpy.ndarray[Any, numpy.dtype[numpy.float64]]
-    ) -> tuple[numpy.ndarray[Any, numpy.dtype[numpy.int64]], float]:
+    def _counted(self, values: Timings) -> tuple[numpy.ndarray[Any, numpy.dtype[numpy.int64]], float]:
         # a value equal to a bound is in that bound's bucket (Prometheus' `le`): the leftmost place it would go
         buckets = numpy.searchsorted(self._bounds, values, side="left")
         return numpy.bincount(buckets, minlength=len(self._bounds) + 1), float(values.sum())
