@@ -288,7 +288,7 @@ class Swarm:
         elif isinstance(failure, ProtocolError):
             stats.errors[f"bad message from the server: {failure}"] += 1
         else:
-            stats.errors[f"connection failed: {type(failure).__name__}"] += 1
+            stats.errors[f"connection failed: {_failure_kind(failure)}"] += 1
 
     async def _serve_connection(self, bot: _Bot, client: ArenaClient) -> str:
         """Play on this connection until the run is over ("done") or a chaos drop ends it ("dropped")."""
@@ -547,3 +547,11 @@ def _quantile(values: list[float], fraction: float) -> float | None:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
+
+
+def _failure_kind(failure: BaseException) -> str:
+    """The failure's type, with what trio's connection attempts met when it is trio's own OSError ("all attempts
+    to connect ... failed", which names no cause): "OSError (ConnectionRefusedError)"."""
+    causes = getattr(failure.__cause__, "exceptions", ())
+    met = sorted({type(cause).__name__ for cause in causes})
+    return f"{type(failure).__name__} ({', '.join(met)})" if met else type(failure).__name__

@@ -14,7 +14,7 @@ from bots.chaos import ChaosSyntaxError, parse_chaos
 from bots.client import http_request
 from bots.report import build_report, format_report, merge_raw, render_html
 from bots.slo import SloSyntaxError, check_slos, parse_slos
-from bots.swarm import Swarm, SwarmConfig
+from bots.swarm import Swarm, SwarmConfig, _failure_kind
 from server.matchmaker import Mode
 from tests.conftest import ws_url
 
@@ -177,3 +177,15 @@ def _empty_report() -> dict:
     raw = merge_raw([])
     raw["timeline"] = []
     return build_report(raw, config={"count": 0, "mode": "ffa"}, seconds=0.0)
+
+
+async def test_a_failed_connection_is_reported_with_what_its_attempts_met() -> None:
+    # trio's own OSError says only that every attempt failed: the report names why (here: nothing listens)
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # the port is free again, and nothing listens on it
+    with pytest.raises(OSError) as failure:
+        await trio.open_tcp_stream("127.0.0.1", port)
+    assert _failure_kind(failure.value) == "OSError (ConnectionRefusedError)"
+    assert _failure_kind(ConnectionResetError(104, "reset")) == "ConnectionResetError"
