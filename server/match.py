@@ -4,7 +4,9 @@ server runs every match's fixed-step ticks.
 Rules of a tick: take each player's next input (one per tick, in the order sent; the last one holds while
 none waits) or its bot's, in player-id order, step the game, build one
 delta, encode it once, and hand the same bytes to every player and spectator; whoever just arrived or fell
-behind gets a full snapshot (also encoded once per tick) instead. Sending never waits on a client. The schedule
+behind gets a full snapshot (also encoded once per tick) instead. Sending never waits on a client. The frames
+of the ticks one scheduler wake-up runs are written together after them (within `SEND_DELAY_LIMIT_SECONDS`), in
+the order the ticks made them. The schedule
 is fixed: tick n is due at start + n / tick_rate, with the start placed at the match's `tick_phase` of an
 interval; a late tick runs at once, and if the loop falls more than
 `MAX_CATCH_UP_TICKS` behind it skips ahead instead of bursting.
@@ -58,6 +60,11 @@ TIMER_RESOLUTION_SECONDS = 0.001
 """How late a timed wait can end: trio waits in epoll, which counts whole milliseconds, rounding up (Python's
 select.epoll.poll). The scheduler asks to wake this much before a tick is due (when the tick may run that early):
 asking for the moment itself, it woke 0.8-1.0 ms after it at the median at 750 players (docs/benchmarks.md)."""
+SEND_DELAY_LIMIT_SECONDS = 0.001
+"""How long a tick's frames may wait for the ticks after it in the same scheduler wake-up before they are written.
+Written together, the kernel's socket writes run back to back and the ticks' Python back to back, each with its
+code and data still in the CPU's caches, instead of each evicting the other at every player: ~8% less CPU per
+player at 750 players (docs/benchmarks.md, issue 15's seventh sitting)."""
 SERVER_PLAYER_FIELDS = ("ping", "ack", "status")
 """What the server adds to each player in snapshots (docs/protocol.md): round trip, last input applied, seat."""
 TIMING_WINDOW_SECONDS = 10.0
@@ -202,6 +209,9 @@ class TickScheduler:
     wakes: server.reader), and lets the other tasks run before it sleeps again. So a server with many matches pays
     for one timer and one wake-up per group of ticks falling due within a few ms, not one sleeping task per match
     per tick. A match's failure stays that match's (`Match.due`); ticks never wait on anything.
+
+    The ticks hand their frames to `outgoing`, not to the sessions: the scheduler writes them, in order, once no
+    more ticks are due or the oldest has waited `SEND_DELAY_LIMIT_SECONDS`.
     """
 
     def __init__(self, reader: SocketReader | None = None) -> None:
@@ -211,6 +221,8 @@ class TickScheduler:
         """(deadline, order of scheduling, match, earliest moment it may run), a heap."""
         self._order = itertools.count()
         self._earlier = trio.Event()
+        self.outgoing: list[tuple[Session, bytes]] = []
+        """The frames of this wake-up's ticks not yet written, each with its receiver, in the order made."""
 
     def schedule(self, match: Match, deadline: float) -> None:
         """Call `match.due(deadline, now)` once `deadline` has come (or `TICK_EARLY_FRACTION` of an interval before)."""
@@ -230,15 +242,34 @@ class TickScheduler:
             if self._reader is not None:
                 self._reader.read_ready()  # inputs that came since the last wake-up count in these ticks
             now = trio.current_time()
+            outgoing = self.outgoing
+            oldest_waiting = now  # when the tick that made the oldest frame in `outgoing` began
             while due and due[0][3] <= now:
                 deadline, _, match, _ = heapq.heappop(due)
+                if not outgoing:
+                    oldest_waiting = now
                 next_deadline = match.due(deadline, now)
                 if next_deadline is not None:
                     self._push(match, next_deadline)
                 now = trio.current_time()  # where the last tick ended: when the next one starts
+                if outgoing and now - oldest_waiting >= SEND_DELAY_LIMIT_SECONDS:
+                    send_states(outgoing)
+                    now = trio.current_time()
+            send_states(outgoing)
             if self._reader is not None:
                 self._reader.scheduler_woke(due[0][0] if due else math.inf)
             await trio.lowlevel.checkpoint()
+
+
+def send_states(outgoing: list[tuple[Session, bytes]]) -> None:
+    """Hand each frame to its session (`Session.send_state`), in order, and empty `outgoing`."""
+    for session, frame in outgoing:
+        try:
+            session.send_state(frame)
+        except Exception:  # a fault of ours, in that session's sending: the others' frames still go
+            logger.exception("sending a state frame failed; the client will be sent a full snapshot")
+            session.needs_snapshot = True
+    outgoing.clear()
 
 
 @attrs.define(eq=False)
@@ -646,7 +677,9 @@ class Match:
                     deadline += interval
                     await trio.sleep_until(deadline)
                     tick += 1
-                    self._send_to_spectators(tick)
+                    outgoing: list[tuple[Session, bytes]] = []
+                    self._send_to_spectators(tick, outgoing)
+                    send_states(outgoing)
             if self.state.over:
                 with trio.move_on_after(self.linger_seconds):
                     while any(seat.session for seat in self.seats.values()) or self.spectators:
@@ -690,8 +723,9 @@ class Match:
             deadline += skipped * interval
             self.statistics.skipped_ticks += skipped
         self._last_deadline = deadline
+        assert self._scheduler is not None  # set before it is scheduled (`run`)
         try:
-            self.tick()
+            self.tick(self._scheduler.outgoing)
         except Exception as error:  # this match's own failure: its task reports it, the other matches tick on
             self._tick_error = error
             self._stop_ticking()
@@ -708,8 +742,9 @@ class Match:
         if self._ticking is not None:
             self._ticking.set()
 
-    def _send_to_spectators(self, tick: int) -> None:
-        """Spectators get what the players got `spectator_delay` ago (a keyframe and catch-up when they need it)."""
+    def _send_to_spectators(self, tick: int, outgoing: list[tuple[Session, bytes]]) -> None:
+        """Spectators get what the players got `spectator_delay` ago (a keyframe and catch-up when they need it),
+        added to `outgoing`."""
         feed = self._feed
         assert feed is not None
         due = None
@@ -718,15 +753,15 @@ class Match:
                 frames = feed.catch_up(tick)
                 if frames:
                     session.needs_snapshot = False
-                    for frame in frames:
-                        session.send_state(frame)
+                    outgoing += [(session, frame) for frame in frames]
             else:
                 due = due or feed.due(tick)
                 if due is not None:
-                    session.send_state(due)
+                    outgoing.append((session, due))
 
-    def tick(self) -> None:
-        """Advance the match one tick and send the result to every player and spectator."""
+    def tick(self, outgoing: list[tuple[Session, bytes]]) -> None:
+        """Advance the match one tick and add what every player and spectator is sent to `outgoing` (in the order
+        it must be written: `send_states`)."""
         now = trio.current_time()
         for seat in list(self.seats.values()):
             if seat.held_until is not None and now > seat.held_until:
@@ -767,11 +802,11 @@ class Match:
                 feed.record(self.state.tick, delta_frame, snapshot_frame)
             else:
                 feed.record(self.state.tick, delta_frame)
-            self._send_to_spectators(self.state.tick)
+            self._send_to_spectators(self.state.tick, outgoing)
         for session in receivers:
             if session.needs_snapshot:
                 snapshot_frame = snapshot_frame or binary_frame(encode(self._snapshots.snapshot()))
                 session.needs_snapshot = False
-                session.send_state(snapshot_frame)
+                outgoing.append((session, snapshot_frame))
             else:
-                session.send_state(delta_frame)
+                outgoing.append((session, delta_frame))

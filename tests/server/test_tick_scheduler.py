@@ -9,10 +9,12 @@ import itertools
 import numpy
 import pytest
 import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
 from server.match import (
+    SEND_DELAY_LIMIT_SECONDS,
     TICK_EARLY_FRACTION,
     TIMER_RESOLUTION_SECONDS,
     TickScheduler,
@@ -96,6 +98,80 @@ async def test_a_tick_scheduled_earlier_than_the_one_slept_for_wakes_the_schedul
         ("soon", 2.0, pytest.approx(2.0 - TIMER_RESOLUTION_SECONDS)),
         ("late", 10.0, pytest.approx(10.0 - TIMER_RESOLUTION_SECONDS)),
     ]
+
+
+class Receiver:
+    """Stands in for a session: logs the frames handed to it."""
+
+    def __init__(self, name: str, log: list[str], *, fails: bool = False) -> None:
+        self.name, self.log, self.fails, self.needs_snapshot = name, log, fails, False
+
+    def send_state(self, frame: bytes) -> None:
+        if self.fails:
+            raise RuntimeError("a fault in sending")
+        self.log.append(f"{self.name} got {frame.decode()}")
+
+
+class Sending:
+    """Stands in for a match whose every tick takes `cost` seconds (on the mock clock) and makes one frame for
+    each of its receivers."""
+
+    def __init__(
+        self, name: str, scheduler: TickScheduler, clock: trio.testing.MockClock, cost: float, receivers: list[Receiver]
+    ) -> None:
+        self.name, self.scheduler, self.clock, self.cost, self.receivers = name, scheduler, clock, cost, receivers
+        self.interval, self.ticks = 1 / 30, 0
+        self.log = receivers[0].log
+
+    def due(self, deadline: float, now: float) -> float | None:
+        self.ticks += 1
+        self.log.append(f"{self.name} ticks")
+        self.clock.jump(self.cost)
+        self.scheduler.outgoing += [(receiver, f"{self.name}{self.ticks}".encode()) for receiver in self.receivers]
+        return None  # one tick each
+
+
+async def test_the_frames_of_one_wake_ups_ticks_are_written_after_them_in_order_within_the_delay_limit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    scheduler = TickScheduler()
+    cost = SEND_DELAY_LIMIT_SECONDS * 0.4  # the third tick in a row ends past the limit
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        start = trio.current_time()
+        for name in "abcde":  # all due at once: one wake-up
+            receivers = [Receiver(f"{name}-1", log), Receiver(f"{name}-2", log)]
+            scheduler.schedule(Sending(name, scheduler, autojump_clock, cost, receivers), start + 0.010)
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    assert log == [
+        "a ticks",
+        "b ticks",
+        "c ticks",  # the oldest frame has now waited 1.2 ms: what waits is written
+        *("a-1 got a1", "a-2 got a1", "b-1 got b1", "b-2 got b1", "c-1 got c1", "c-2 got c1"),
+        "d ticks",
+        "e ticks",  # no more ticks due: written
+        *("d-1 got d1", "d-2 got d1", "e-1 got e1", "e-2 got e1"),
+    ]
+    assert not scheduler.outgoing
+
+
+async def test_a_fault_in_sending_one_frame_is_logged_and_spares_the_others(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    log: list[str] = []
+    scheduler = TickScheduler()
+    failing = Receiver("broken", log, fails=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        receivers = [Receiver("first", log), failing, Receiver("last", log)]
+        scheduler.schedule(Sending("a", scheduler, autojump_clock, 0.0, receivers), trio.current_time() + 0.010)
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    assert log == ["a ticks", "first got a1", "last got a1"]
+    assert failing.needs_snapshot  # the frame it missed: it is resynchronised with a full snapshot
+    assert "sending a state frame failed" in caplog.text
 
 
 async def test_tick_statistics_keep_every_tick_of_the_window_however_many_matches_tick(mock_clock) -> None:
