@@ -221,8 +221,8 @@ class TickScheduler:
         """(deadline, order of scheduling, match, earliest moment it may run), a heap."""
         self._order = itertools.count()
         self._earlier = trio.Event()
-        self.outgoing: list[tuple[Session, bytes]] = []
-        """The frames of this wake-up's ticks not yet written, each with its receiver, in the order made."""
+        self.outgoing: Outgoing = []
+        """The frames of this wake-up's ticks not yet written, in the order made."""
 
     def schedule(self, match: Match, deadline: float) -> None:
         """Call `match.due(deadline, now)` once `deadline` has come (or `TICK_EARLY_FRACTION` of an interval before)."""
@@ -261,14 +261,20 @@ class TickScheduler:
             await trio.lowlevel.checkpoint()
 
 
-def send_states(outgoing: list[tuple[Session, bytes]]) -> None:
-    """Hand each frame to its session (`Session.send_state`), in order, and empty `outgoing`."""
-    for session, frame in outgoing:
-        try:
-            session.send_state(frame)
-        except Exception:  # a fault of ours, in that session's sending: the others' frames still go
-            logger.exception("sending a state frame failed; the client will be sent a full snapshot")
-            session.needs_snapshot = True
+Outgoing = list[tuple[bytes, Sequence[Session]]]
+"""State frames waiting to be written, each with the sessions it goes to, in the order they were made: a session's
+frames are written in the order it appears in the list."""
+
+
+def send_states(outgoing: Outgoing) -> None:
+    """Hand each frame to its sessions (`Session.send_state`), in order, and empty `outgoing`."""
+    for frame, sessions in outgoing:
+        for session in sessions:
+            try:
+                session.send_state(frame)
+            except Exception:  # a fault of ours, in that session's sending: the others' frames still go
+                logger.exception("sending a state frame failed; the client will be sent a full snapshot")
+                session.needs_snapshot = True
     outgoing.clear()
 
 
@@ -677,7 +683,7 @@ class Match:
                     deadline += interval
                     await trio.sleep_until(deadline)
                     tick += 1
-                    outgoing: list[tuple[Session, bytes]] = []
+                    outgoing: Outgoing = []
                     self._send_to_spectators(tick, outgoing)
                     send_states(outgoing)
             if self.state.over:
@@ -742,24 +748,26 @@ class Match:
         if self._ticking is not None:
             self._ticking.set()
 
-    def _send_to_spectators(self, tick: int, outgoing: list[tuple[Session, bytes]]) -> None:
+    def _send_to_spectators(self, tick: int, outgoing: Outgoing) -> None:
         """Spectators get what the players got `spectator_delay` ago (a keyframe and catch-up when they need it),
         added to `outgoing`."""
         feed = self._feed
         assert feed is not None
-        due = None
+        watching: list[Session] = []
         for session in self.spectators:
             if session.needs_snapshot:
                 frames = feed.catch_up(tick)
                 if frames:
                     session.needs_snapshot = False
-                    outgoing += [(session, frame) for frame in frames]
+                    outgoing += [(frame, (session,)) for frame in frames]
             else:
-                due = due or feed.due(tick)
-                if due is not None:
-                    outgoing.append((session, due))
+                watching.append(session)
+        if watching:
+            due = feed.due(tick)
+            if due is not None:
+                outgoing.append((due, watching))
 
-    def tick(self, outgoing: list[tuple[Session, bytes]]) -> None:
+    def tick(self, outgoing: Outgoing) -> None:
         """Advance the match one tick and add what every player and spectator is sent to `outgoing` (in the order
         it must be written: `send_states`)."""
         now = trio.current_time()
@@ -803,10 +811,11 @@ class Match:
             else:
                 feed.record(self.state.tick, delta_frame)
             self._send_to_spectators(self.state.tick, outgoing)
-        for session in receivers:
-            if session.needs_snapshot:
-                snapshot_frame = snapshot_frame or binary_frame(encode(self._snapshots.snapshot()))
+        resynced = [session for session in receivers if session.needs_snapshot]
+        if resynced:  # whoever just arrived or fell behind: the full snapshot instead of the delta
+            receivers = [session for session in receivers if not session.needs_snapshot]
+            snapshot_frame = snapshot_frame or binary_frame(encode(self._snapshots.snapshot()))
+            for session in resynced:
                 session.needs_snapshot = False
-                outgoing.append((session, snapshot_frame))
-            else:
-                outgoing.append((session, delta_frame))
+            outgoing.append((snapshot_frame, resynced))
+        outgoing.append((delta_frame, receivers))

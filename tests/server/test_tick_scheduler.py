@@ -127,7 +127,7 @@ class Sending:
         self.ticks += 1
         self.log.append(f"{self.name} ticks")
         self.clock.jump(self.cost)
-        self.scheduler.outgoing += [(receiver, f"{self.name}{self.ticks}".encode()) for receiver in self.receivers]
+        self.scheduler.outgoing.append((f"{self.name}{self.ticks}".encode(), self.receivers))
         return None  # one tick each
 
 
