@@ -23,6 +23,7 @@ import itertools
 import logging
 import math
 import secrets
+import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -261,20 +262,25 @@ class TickScheduler:
             await trio.lowlevel.checkpoint()
 
 
-Outgoing = list[tuple[bytes, Sequence[Session]]]
-"""State frames waiting to be written, each with the sessions it goes to, in the order they were made: a session's
-frames are written in the order it appears in the list."""
+Outgoing = list[tuple["Match", bytes, Sequence[Session]]]
+"""State frames waiting to be written, each with the match that made it and the sessions it goes to, in the order
+they were made: a session's frames are written in the order it appears in the list."""
 
 
 def send_states(outgoing: Outgoing) -> None:
-    """Hand each frame to its sessions (`Session.send_state`), in order, and empty `outgoing`."""
-    for frame, sessions in outgoing:
+    """Hand each frame to its sessions (`Session.send_state`), in order, and empty `outgoing`. The time it takes is
+    billed to the match that made the frame (`Match.unbilled_write_seconds`): writing is part of what a tick costs."""
+    started = time.perf_counter()
+    for match, frame, sessions in outgoing:
         for session in sessions:
             try:
                 session.send_state(frame)
             except Exception:  # a fault of ours, in that session's sending: the others' frames still go
                 logger.exception("sending a state frame failed; the client will be sent a full snapshot")
                 session.needs_snapshot = True
+        written = time.perf_counter()
+        match.unbilled_write_seconds += written - started
+        started = written
     outgoing.clear()
 
 
@@ -301,7 +307,11 @@ class Match:
     recorder: MatchRecorder | None = None
     """Where what the match does is recorded for replays (None: not recorded)."""
     tick_cost: float = attrs.field(default=0.0, init=False)
-    """Seconds one tick of this match takes, a moving average over its last few dozen ticks."""
+    """Seconds one tick of this match takes (its frames' writing included), a moving average over its last few
+    dozen ticks."""
+    unbilled_write_seconds: float = attrs.field(default=0.0, init=False)
+    """Seconds spent writing this match's frames since its last tick was timed: the next tick's duration includes
+    them (`send_states`)."""
     state: MatchState = attrs.field(init=False)
     seats: dict[int, Seat] = attrs.field(factory=dict, init=False)
     spectators: set[Session] = attrs.field(factory=set, init=False)
@@ -736,7 +746,9 @@ class Match:
             self._tick_error = error
             self._stop_ticking()
             return None
-        duration = trio.current_time() - started
+        # what the tick took, with the writing of the frames of its last tick (written since, `send_states`)
+        duration = trio.current_time() - started + self.unbilled_write_seconds
+        self.unbilled_write_seconds = 0.0
         self.tick_cost += (duration - self.tick_cost) * TICK_COST_SMOOTHING
         self.statistics.record(started, lateness, duration)
         if not self._ticks_on():
@@ -759,13 +771,13 @@ class Match:
                 frames = feed.catch_up(tick)
                 if frames:
                     session.needs_snapshot = False
-                    outgoing += [(frame, (session,)) for frame in frames]
+                    outgoing += [(self, frame, (session,)) for frame in frames]
             else:
                 watching.append(session)
         if watching:
             due = feed.due(tick)
             if due is not None:
-                outgoing.append((due, watching))
+                outgoing.append((self, due, watching))
 
     def tick(self, outgoing: Outgoing) -> None:
         """Advance the match one tick and add what every player and spectator is sent to `outgoing` (in the order
@@ -817,5 +829,5 @@ class Match:
             snapshot_frame = snapshot_frame or binary_frame(encode(self._snapshots.snapshot()))
             for session in resynced:
                 session.needs_snapshot = False
-            outgoing.append((snapshot_frame, resynced))
-        outgoing.append((delta_frame, receivers))
+            outgoing.append((self, snapshot_frame, resynced))
+        outgoing.append((self, delta_frame, receivers))

@@ -5,6 +5,8 @@ schedule, and a match that stops ticking leaves the others alone."""
 from __future__ import annotations
 
 import itertools
+import time
+from types import SimpleNamespace
 
 import numpy
 import pytest
@@ -20,6 +22,7 @@ from server.match import (
     TickScheduler,
     TickStatistics,
     percentiles_ms,
+    send_states,
 )
 
 
@@ -120,14 +123,14 @@ class Sending:
         self, name: str, scheduler: TickScheduler, clock: trio.testing.MockClock, cost: float, receivers: list[Receiver]
     ) -> None:
         self.name, self.scheduler, self.clock, self.cost, self.receivers = name, scheduler, clock, cost, receivers
-        self.interval, self.ticks = 1 / 30, 0
+        self.interval, self.ticks, self.unbilled_write_seconds = 1 / 30, 0, 0.0
         self.log = receivers[0].log
 
     def due(self, deadline: float, now: float) -> float | None:
         self.ticks += 1
         self.log.append(f"{self.name} ticks")
         self.clock.jump(self.cost)
-        self.scheduler.outgoing.append((f"{self.name}{self.ticks}".encode(), self.receivers))
+        self.scheduler.outgoing.append((self, f"{self.name}{self.ticks}".encode(), self.receivers))
         return None  # one tick each
 
 
@@ -172,6 +175,26 @@ async def test_a_fault_in_sending_one_frame_is_logged_and_spares_the_others(
     assert log == ["a ticks", "first got a1", "last got a1"]
     assert failing.needs_snapshot  # the frame it missed: it is resynchronised with a full snapshot
     assert "sending a state frame failed" in caplog.text
+
+
+class SlowReceiver(Receiver):
+    def send_state(self, frame: bytes) -> None:
+        time.sleep(0.003)  # a write that takes 3 ms
+        super().send_state(frame)
+
+
+def test_the_time_spent_writing_a_matchs_frames_is_billed_to_that_match() -> None:
+    # a tick's cost (its match's tick_cost, which the tick budget --max-tick-load adds up, and the tick durations
+    # of /healthz) includes writing its frames, though they are written after the wake-up's ticks
+    log: list[str] = []
+    quick, slow = SimpleNamespace(unbilled_write_seconds=0.0), SimpleNamespace(unbilled_write_seconds=0.0)
+    outgoing = [
+        (quick, b"q1", [Receiver("one", log)]),
+        (slow, b"s1", [SlowReceiver("two", log), Receiver("three", log)]),
+    ]
+    send_states(outgoing)
+    assert log == ["one got q1", "two got s1", "three got s1"] and outgoing == []
+    assert slow.unbilled_write_seconds >= 0.003 > quick.unbilled_write_seconds > 0
 
 
 async def test_tick_statistics_keep_every_tick_of_the_window_however_many_matches_tick(mock_clock) -> None:
