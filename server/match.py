@@ -64,8 +64,8 @@ asking for the moment itself, it woke 0.8-1.0 ms after it at the median at 750 p
 SEND_DELAY_LIMIT_SECONDS = 0.001
 """How long a tick's frames may wait for the ticks after it in the same scheduler wake-up before they are written.
 Written together, the kernel's socket writes run back to back and the ticks' Python back to back, each with its
-code and data still in the CPU's caches, instead of each evicting the other at every player: ~8% less CPU per
-player at 750 players (docs/benchmarks.md, issue 15's seventh sitting)."""
+code and data still in the CPU's caches, instead of each evicting the other at every player: about 5% less CPU
+per player-tick (docs/benchmarks.md, issue 15's seventh sitting)."""
 SERVER_PLAYER_FIELDS = ("ping", "ack", "status")
 """What the server adds to each player in snapshots (docs/protocol.md): round trip, last input applied, seat."""
 TIMING_WINDOW_SECONDS = 10.0

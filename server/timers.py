@@ -30,7 +30,8 @@ SLACK_SECONDS = 0.05
 """How late a timer may run. The task sleeps until the earliest timer's time plus this and then runs every timer
 that has fallen due: the keepalive pings, each on its own connection's schedule, share wake-ups (at 300 players,
 60 timers a second ran in 4.3 wake-ups instead of 25.6; a wake-up costs 50-100 us of CPU on a cloud VM,
-docs/benchmarks.md). Nothing a timer does here needs it sooner: pings every 5 s, deadlines of 10 s and more."""
+docs/benchmarks.md). Nothing a timer does here needs it sooner: by default pings every 5 s, deadlines of 10 s and
+more."""
 
 
 class Timer:
