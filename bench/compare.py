@@ -84,15 +84,19 @@ class FrameCounter:
     Args:
         stream: the TCP connection, upgraded already.
         leftover: bytes received after the handshake's response.
-        keep_payloads: keep (receive time, first 64 bytes of the payload) of every message, for latency.
+        keep_payloads: keep (receive time, first `sample_bytes` bytes of the payload) of every message, for
+            latency.
     """
 
-    def __init__(self, stream: trio.SocketStream, leftover: bytes, *, keep_payloads: bool) -> None:
+    def __init__(
+        self, stream: trio.SocketStream, leftover: bytes, *, keep_payloads: bool, sample_bytes: int = 64
+    ) -> None:
         self.stream = stream
         self.sock: socket.socket | None = None
         self.buffer = bytearray(leftover)
         self.messages = 0
         self.keep_payloads = keep_payloads
+        self.sample_bytes = sample_bytes
         self.samples: list[tuple[int, bytes]] = []
         self.framing = FrameProtocol(client=True, extensions=[])
 
@@ -127,7 +131,7 @@ class FrameCounter:
             if frame is not None and frame[0] == OPCODE_BINARY and frame[2] == len(data):
                 self.messages += 1
                 if self.keep_payloads:
-                    self.samples.append((time.monotonic_ns(), bytes(data[frame[1] : frame[1] + 64])))
+                    self.samples.append((time.monotonic_ns(), bytes(data[frame[1] : frame[1] + self.sample_bytes])))
                 return
         buffer += data
         start, now = 0, time.monotonic_ns()
@@ -136,7 +140,9 @@ class FrameCounter:
             if opcode in (OPCODE_BINARY, OPCODE_TEXT):
                 self.messages += 1
                 if self.keep_payloads:
-                    self.samples.append((now, bytes(buffer[payload_start : min(end, payload_start + 64)])))
+                    self.samples.append(
+                        (now, bytes(buffer[payload_start : min(end, payload_start + self.sample_bytes)]))
+                    )
             elif opcode == OPCODE_PING and self.sock is not None:
                 self.sock.sendall(bytes(self.framing.pong(bytes(buffer[payload_start:end]))))
             elif opcode == OPCODE_CLOSE:
@@ -206,7 +212,7 @@ def drain_all(arrivals: queue.SimpleQueue[FrameCounter], stop: threading.Event, 
     selector.close()
 
 
-async def open_counter(port: int, path: str, *, keep_payloads: bool) -> FrameCounter:
+async def open_counter(port: int, path: str, *, keep_payloads: bool, sample_bytes: int = 64) -> FrameCounter:
     """Open a WebSocket to 127.0.0.1:port with a plain HTTP/1.1 upgrade request."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -224,7 +230,7 @@ async def open_counter(port: int, path: str, *, keep_payloads: bool) -> FrameCou
     head, _, leftover = received.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(f"handshake refused: {head.splitlines()[0]!r}")
-    return FrameCounter(stream, leftover, keep_payloads=keep_payloads)
+    return FrameCounter(stream, leftover, keep_payloads=keep_payloads, sample_bytes=sample_bytes)
 
 
 class Stack:

@@ -5,7 +5,10 @@ player count connects that many real players from this process on core 1: each d
 (guest token, hello, queue, join) and then plays like Colyseus' benchmark bots: it sends an input ten times a
 second by default (random walk, aim and fire; the server simulates, shoots and scores for real) and reads every delta,
 counting frames without decoding them (bench/compare.py's `FrameCounter`, so the generator stays cheap).
-Over a window it reads the server's CPU time (/proc) and its tick timing (/healthz, last 10 s).
+Over a window it reads the server's CPU time (/proc) and its tick timing (/healthz, last 10 s). One player in
+`PROBE_EVERY` also keeps what it receives and when it sent each input: after the window, its deltas tell when each
+input was applied (the `ack` the server adds to the player), which gives what a player feels and tick lateness
+does not show: the time from sending an input to receiving the state it changed.
 
 Usage: .venv/bin/python bench/whole_game.py [--players 200,400,600,800,1000] [--seconds 10] [--profile DIR]
 Prints a line per count, the largest count that held (ticks/s >= 29.5 and lateness p99 < 5 ms), and last one
@@ -24,9 +27,11 @@ import selectors
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 
+import msgpack
 import trio
 from compare import READ_BYTES, FrameCounter, open_counter
 from fanout import (
@@ -54,15 +59,25 @@ RAMP_BATCH = 50
 TARGET_TICK_RATE = 30
 HELD_MIN_TICK_RATE = 29.5
 HELD_MAX_LATENESS_P99_MS = 5.0
+PROBE_EVERY = 20
+"""One player in this many keeps its inputs' send times and the messages it receives, decoded after the window."""
+PROBE_PAYLOAD_BYTES = 1 << 20
+ACK_MARGIN_SECONDS = 1.0
+"""Inputs sent in the window's last second are not counted: their acknowledgements may come after it."""
 
 
 class Player:
     """A connected player: its frame counter, and the inputs it sends from the generator's thread."""
 
-    def __init__(self, counter: FrameCounter, rng: random.Random, inputs_per_second: float) -> None:
+    def __init__(
+        self, counter: FrameCounter, rng: random.Random, inputs_per_second: float, *, probe: bool = False
+    ) -> None:
         self.counter = counter
         self.rng = rng
         self.seq = 0
+        self.probe = probe
+        self.sent: list[tuple[int, int]] = []
+        """A probe's (seq, time.monotonic_ns() as it was sent) of every input."""
         self.input_interval = 1 / inputs_per_second
         self.next_input_at = time.monotonic() + rng.random() * self.input_interval
 
@@ -74,6 +89,8 @@ class Player:
         message = Input(seq=self.seq, mx=rng.choice((-1, 0, 1)), my=rng.choice((-1, 0, 1)), aim=rng.uniform(-3, 3),
                         fire=rng.random() < 0.5, view=0)  # fmt: skip
         assert self.counter.sock is not None
+        if self.probe:
+            self.sent.append((self.seq, time.monotonic_ns()))
         self.counter.sock.sendall(bytes(self.counter.framing.send_data(encode(message), fin=True)))
         self.next_input_at += self.input_interval
 
@@ -138,10 +155,10 @@ async def ramp(players: int, join: Callable[[int], Awaitable[None]], joined: lis
     await ramp_clients(players, join, joined, batch=RAMP_BATCH, progress="{joined}/{count} playing")
 
 
-async def join_player(port: int, index: int) -> FrameCounter:
+async def join_player(port: int, index: int, *, probe: bool = False) -> FrameCounter:
     url = f"ws://127.0.0.1:{port}/ws"
     token = await guest_token(url, f"player{index}")
-    counter = await open_counter(port, "/ws", keep_payloads=False)
+    counter = await open_counter(port, "/ws", keep_payloads=probe, sample_bytes=PROBE_PAYLOAD_BYTES)
     await counter.send(encode(Hello(protocol=PROTOCOL_VERSION, token=token, name=f"player{index}")))
     await counter.send(encode(Queue(mode="ffa")))
     with trio.fail_after(60):
@@ -172,13 +189,14 @@ async def measure(
         )
 
         async def join(index: int) -> None:
+            probe = index % PROBE_EVERY == 0
             try:
-                counter = await join_player(port, index)
+                counter = await join_player(port, index, probe=probe)
             except (OSError, ConnectionError, trio.BrokenResourceError, trio.TooSlowError) as error:
                 failures.append(f"{type(error).__name__}: {error}"[:160])
                 return
             counter.detach()
-            player = Player(counter, random.Random(index), inputs_per_second)
+            player = Player(counter, random.Random(index), inputs_per_second, probe=probe)
             joined.append(player)
             arrivals.put(player)
 
@@ -189,9 +207,11 @@ async def measure(
         before = json.loads(body)
         received_before = sum(player.counter.messages for player in joined)
         cpu_before, generator_before, started = cpu_seconds(pid), cpu_seconds("self"), time.monotonic()
+        window_start_ns = time.monotonic_ns()
         profiler = start_profile(pid, seconds, profile) if profile else None
         probe = idle_spins(SERVER_CORE, seconds)
         await trio.sleep(seconds)
+        window_end_ns = time.monotonic_ns()
         if profiler is not None:
             await trio.to_thread.run_sync(profiler.wait)
         cpu, generator_cpu = cpu_seconds(pid) - cpu_before, cpu_seconds("self") - generator_before
@@ -205,6 +225,13 @@ async def measure(
     for player in joined:
         if player.counter.sock is not None:
             player.counter.sock.close()
+    acks = [
+        latency
+        for player in joined
+        if player.probe
+        for latency in input_ack_ms(player, window_start_ns, window_end_ns - int(ACK_MARGIN_SECONDS * 1e9))
+    ]
+    ack_p50, ack_p99 = percentiles(acks, (0.5, 0.99))
     matches = max(1, after["matches"])
     ticks = after["tick"]["ticks"] - before["tick"]["ticks"]
     tick_seconds = after["uptime_seconds"] - before["uptime_seconds"]  # the server's own clock, between the reads
@@ -229,7 +256,48 @@ async def measure(
         "updates_per_second_per_player": round(received / max(1, len(joined)) / elapsed, 2),
         "server_rss_kib_per_player": round((rss - baseline_rss) / max(1, len(joined)) / 1024, 1),
         "generator_cpu_percent": round(100 * generator_cpu / elapsed, 1),
+        "input_ack_ms_p50": ack_p50,
+        "input_ack_ms_p99": ack_p99,
+        "input_acks_measured": len(acks),
     }
+
+
+def input_ack_ms(player: Player, first_ns: int, last_ns: int) -> list[float]:
+    """For each input a probe sent from `first_ns` to `last_ns`: ms from sending it to receiving the first state
+    whose `ack` for this player is that input's seq or later (a later one: the server kept only newer inputs)."""
+    me = None
+    acked_through = 0
+    pending = deque((seq, sent) for seq, sent in player.sent if first_ns <= sent <= last_ns)
+    latencies = []
+    for received, payload in player.counter.samples:
+        message = msgpack.unpackb(payload, strict_map_key=False)
+        kind = message.get("t")
+        if kind == "joined":
+            me = message["player"]
+        elif kind in ("snapshot", "delta") and me is not None:
+            sections = (
+                [message.get("entities", {})]
+                if kind == "snapshot"
+                else [message.get("change", {}), message.get("add", {})]
+            )
+            ack = next(
+                (s["players"][me]["ack"] for s in sections if me in s.get("players", {}) and "ack" in s["players"][me]),
+                None,
+            )
+            if ack is None or ack <= acked_through:
+                continue
+            acked_through = ack
+            while pending and pending[0][0] <= ack:
+                sent = pending.popleft()[1]
+                if received >= sent:
+                    latencies.append((received - sent) / 1e6)
+    return latencies
+
+
+def percentiles(values: list[float], fractions: tuple[float, ...]) -> list[float | None]:
+    """The value `fraction` of the way through `values` in order, for each fraction, in ms to 0.1; None if empty."""
+    ordered = sorted(values)
+    return [round(ordered[min(len(ordered) - 1, int(f * len(ordered)))], 1) if ordered else None for f in fractions]
 
 
 def held(figures: dict) -> bool:
@@ -297,7 +365,9 @@ def main() -> int:
             f"{figures['server_core_busy_percent']}% = {figures['server_core_us_per_player_tick']} us "
             "by the idle probe), "
             f"{figures['updates_per_second_per_player']} updates/s per player, generator CPU "
-            f"{figures['generator_cpu_percent']}% -> {'held' if held(figures) else 'NOT held'}",
+            f"{figures['generator_cpu_percent']}%, input to its ack p50 {figures['input_ack_ms_p50']} "
+            f"p99 {figures['input_ack_ms_p99']} ms ({figures['input_acks_measured']} inputs) -> "
+            f"{'held' if held(figures) else 'NOT held'}",
             flush=True,
         )
         if profile:
