@@ -42,7 +42,7 @@ from server.codec import encode
 from server.matchmaker import Mode
 from server.messages import Joined, Left, Moved, Spectating
 from server.outbox import binary_frame
-from server.reader import SocketReader
+from server.reader import HANDOFF_SECONDS, SocketReader
 from server.recording import MatchRecorder
 from server.session import Session
 from server.spectating import DelayedFeed
@@ -66,6 +66,11 @@ SEND_DELAY_LIMIT_SECONDS = 0.001
 Written together, the kernel's socket writes run back to back and the ticks' Python back to back, each with its
 code and data still in the CPU's caches, instead of each evicting the other at every player: about 5% less CPU
 per player-tick (docs/benchmarks.md, issue 15's seventh sitting)."""
+READ_INTERVAL_SECONDS = HANDOFF_SECONDS
+"""How long a group of ticks may run before the scheduler reads what came meanwhile (server.reader's promise: what a
+client sends waits at most `HANDOFF_SECONDS` to be read). A busy server catching up runs ticks back to back for
+40-400 ms; read only as it woke, its players' inputs waited that long, and then took one read of 10-60 ms that made
+the next ticks late (docs/benchmarks.md, issue 15's eighth sitting)."""
 SERVER_PLAYER_FIELDS = ("ping", "ack", "status")
 """What the server adds to each player in snapshots (docs/protocol.md): round trip, last input applied, seat."""
 TIMING_WINDOW_SECONDS = 10.0
@@ -207,7 +212,8 @@ class TickScheduler:
     Rules: a match's tick n is due at its own deadline (see `Match.run`), and may run from `TICK_EARLY_FRACTION` of
     its interval before it. The scheduler sleeps until the earliest deadline (less `TIMER_RESOLUTION_SECONDS`, within
     that), then runs every tick whose time has come, earliest deadline first (reading the inputs that have come as it
-    wakes: server.reader), and lets the other tasks run before it sleeps again. So a server with many matches pays
+    wakes, and every `READ_INTERVAL_SECONDS` of a long group of ticks: server.reader), and lets the other tasks run
+    before it sleeps again. So a server with many matches pays
     for one timer and one wake-up per group of ticks falling due within a few ms, not one sleeping task per match
     per tick. A match's failure stays that match's (`Match.due`); ticks never wait on anything.
 
@@ -242,7 +248,7 @@ class TickScheduler:
                 await self._earlier.wait()
             if self._reader is not None:
                 self._reader.read_ready()  # inputs that came since the last wake-up count in these ticks
-            now = trio.current_time()
+            now = read_at = trio.current_time()
             outgoing = self.outgoing
             oldest_waiting = now  # when the tick that made the oldest frame in `outgoing` began
             while due and due[0][3] <= now:
@@ -256,6 +262,10 @@ class TickScheduler:
                 if outgoing and now - oldest_waiting >= SEND_DELAY_LIMIT_SECONDS:
                     send_states(outgoing)
                     now = trio.current_time()
+                if self._reader is not None and now - read_at >= READ_INTERVAL_SECONDS:
+                    send_states(outgoing)  # what waits goes first: the read may take a while
+                    self._reader.read_ready()
+                    now = read_at = trio.current_time()
             send_states(outgoing)
             if self._reader is not None:
                 self._reader.scheduler_woke(due[0][0] if due else math.inf)

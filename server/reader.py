@@ -12,12 +12,13 @@ epoll set never holds a descriptor number that a new connection may reuse.
 
 Pacing: while the tick scheduler (server.match.TickScheduler) will wake within `HANDOFF_SECONDS`, the reader does
 not wait on its sockets: the scheduler reads whatever is ready (`read_ready`) as it wakes, before it ticks, and
-says when it will wake next (`scheduler_woke`). On a busy server inputs then cost no wake-up of their own (a wake-up
-costs more CPU than reading an input, see docs/benchmarks.md) and still reach the very next tick; anything a client
-sends waits at most `HANDOFF_SECONDS` more to be read (a round trip measured by ping reads up to that much longer).
-(Reading what came every ms during a long group of ticks as well cost ~10% more CPU at 750 players, both the
-server's and the clients', with 14% more TCP segments: acknowledgements sent on their own rather than with the next
-delta. docs/benchmarks.md, issue 15's sixth sitting.)
+every `HANDOFF_SECONDS` of a long group of ticks, and says when it will wake next (`scheduler_woke`). On a busy
+server inputs then cost no wake-up of their own (a wake-up costs more CPU than reading an input, see
+docs/benchmarks.md) and still reach the very next tick; anything a client sends waits at most `HANDOFF_SECONDS` more
+to be read (a round trip measured by ping reads up to that much longer). (Reading what came every ms during a long
+group of ticks cost ~10% more CPU at 750 players, both the server's and the clients', with 14% more TCP segments:
+acknowledgements sent on their own rather than with the next delta; every 5 ms costs nothing measurable.
+docs/benchmarks.md, issue 15's sixth and eighth sittings.)
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.match import (
+    READ_INTERVAL_SECONDS,
     SEND_DELAY_LIMIT_SECONDS,
     TICK_EARLY_FRACTION,
     TIMER_RESOLUTION_SECONDS,
@@ -175,6 +176,48 @@ async def test_a_fault_in_sending_one_frame_is_logged_and_spares_the_others(
     assert log == ["a ticks", "first got a1", "last got a1"]
     assert failing.needs_snapshot  # the frame it missed: it is resynchronised with a full snapshot
     assert "sending a state frame failed" in caplog.text
+
+
+class Reading:
+    """Stands in for the shared socket reader: logs when the scheduler reads for it."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log, self.reads = log, []
+
+    def read_ready(self) -> None:
+        self.reads.append(trio.current_time())
+        self.log.append("read")
+
+    def scheduler_woke(self, next_wake: float) -> None:
+        pass
+
+
+async def test_a_long_group_of_ticks_reads_what_came_every_read_interval_after_writing_what_waits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # a busy server catching up runs ticks back to back: inputs must not wait for the whole group to be read
+    log: list[str] = []
+    reader = Reading(log)
+    scheduler = TickScheduler(reader)  # type: ignore[arg-type]  # a stand-in
+    ticks, cost = 100, READ_INTERVAL_SECONDS / 14  # under the send delay limit: a read finds frames waiting
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        start = trio.current_time()
+        for index in range(ticks):  # all due at once: one group of ticks, seven read intervals long
+            receivers = [Receiver(f"m{index}", log)]
+            scheduler.schedule(Sending(f"m{index}", scheduler, autojump_clock, cost, receivers), start + 0.010)
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    during_group = [read for read in reader.reads if start < read <= start + 0.010 + ticks * cost]
+    assert len(during_group) >= 7  # as it woke, then every interval
+    assert all(
+        later - earlier <= READ_INTERVAL_SECONDS + cost + 1e-9 for earlier, later in itertools.pairwise(during_group)
+    )
+    for index, entry in enumerate(log):  # every frame made before a read is written before it
+        if entry == "read":
+            made = {line.split()[0] for line in log[:index] if line.endswith("ticks")}
+            written = {line.split("-")[0].split()[0] for line in log[:index] if " got " in line}
+            assert made == written, f"frames still waiting at a read: {made - written}"
 
 
 class SlowReceiver(Receiver):
