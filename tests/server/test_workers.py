@@ -140,9 +140,12 @@ async def test_sighup_restarts_the_workers_one_by_one_and_the_match_moves_and_go
             assert moves >= 1, "the match never moved"
             assert len(set(children_of(group.process.pid)) - workers_before) == 2, "not every worker was restarted"
             tick = alice.view.tick if alice.view else 0
-            with trio.fail_after(5):  # still one match, still playing
+            with trio.fail_after(10):  # still one match, still playing (after the last move, if its word still waited)
                 while alice.view is None or alice.view.tick < tick + 10:
                     await alice.receive()
+                    if alice.moved is not None:
+                        joined = await alice.follow_move()
+                        assert joined.match == match_id and joined.player == players[alice]
             assert alice.match == bob.match == match_id
     finally:
         group.process.terminate()
