@@ -213,9 +213,9 @@ class TickScheduler:
     its interval before it. The scheduler sleeps until the earliest deadline (less `TIMER_RESOLUTION_SECONDS`, within
     that), then runs every tick whose time has come, earliest deadline first (reading the inputs that have come as it
     wakes, and every `READ_INTERVAL_SECONDS` of a long group of ticks: server.reader), and lets the other tasks run
-    before it sleeps again. So a server with many matches pays
-    for one timer and one wake-up per group of ticks falling due within a few ms, not one sleeping task per match
-    per tick. A match's failure stays that match's (`Match.due`); ticks never wait on anything.
+    before it sleeps again. So a server with many matches pays for one timer and one wake-up per group of ticks
+    falling due within a few ms, not one sleeping task per match per tick. A match's failure stays that match's
+    (`Match.due`); ticks never wait on anything.
 
     The ticks hand their frames to `outgoing`, not to the sessions: the scheduler writes them, in order, once no
     more ticks are due or the oldest has waited `SEND_DELAY_LIMIT_SECONDS`.
