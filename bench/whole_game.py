@@ -49,6 +49,7 @@ from fanout import (
 )
 
 from bots.client import guest_token, http_request
+from bots.report import quantiles
 from server.codec import decode_server, encode
 from server.messages import PROTOCOL_VERSION, Hello, Input, Join, Queue, Reserved
 
@@ -231,7 +232,7 @@ async def measure(
         if player.probe
         for latency in input_ack_ms(player, window_start_ns, window_end_ns - int(ACK_MARGIN_SECONDS * 1e9))
     ]
-    ack_p50, ack_p99 = percentiles(acks, (0.5, 0.99))
+    ack = quantiles(acks, 0.5, 0.99)
     matches = max(1, after["matches"])
     ticks = after["tick"]["ticks"] - before["tick"]["ticks"]
     tick_seconds = after["uptime_seconds"] - before["uptime_seconds"]  # the server's own clock, between the reads
@@ -256,8 +257,8 @@ async def measure(
         "updates_per_second_per_player": round(received / max(1, len(joined)) / elapsed, 2),
         "server_rss_kib_per_player": round((rss - baseline_rss) / max(1, len(joined)) / 1024, 1),
         "generator_cpu_percent": round(100 * generator_cpu / elapsed, 1),
-        "input_ack_ms_p50": ack_p50,
-        "input_ack_ms_p99": ack_p99,
+        "input_ack_ms_p50": ack["p50"],
+        "input_ack_ms_p99": ack["p99"],
         "input_acks_measured": len(acks),
     }
 
@@ -292,12 +293,6 @@ def input_ack_ms(player: Player, first_ns: int, last_ns: int) -> list[float]:
                 if received >= sent:
                     latencies.append((received - sent) / 1e6)
     return latencies
-
-
-def percentiles(values: list[float], fractions: tuple[float, ...]) -> list[float | None]:
-    """The value `fraction` of the way through `values` in order, for each fraction, in ms to 0.1; None if empty."""
-    ordered = sorted(values)
-    return [round(ordered[min(len(ordered) - 1, int(f * len(ordered)))], 1) if ordered else None for f in fractions]
 
 
 def held(figures: dict) -> bool:
