@@ -38,7 +38,6 @@ from server.outbox import binary_frame
 from server.recording import MatchRecorder
 
 PHASES = ("step", "record", "delta", "encode")
-TICK_RATE = 30
 
 
 class _Match:
@@ -75,7 +74,7 @@ class _Match:
         self.state, events = game.step(self.state, held)
         t1 = clock()
         self.recorder.tick(self.state.tick, held, self.state)
-        if tick % TICK_RATE == 0:
+        if tick % self.state.rules.tick_rate == 0:
             self.recorder.take()  # the writer thread's share is not the tick's
         t2 = clock()
         server_fields = {pid: (20, held[pid].seq if pid in held else 0, "playing") for pid in self.state.players}
@@ -99,7 +98,7 @@ def play(ticks: int, players: int, seed: int, matches: int = 1, paced: bool = Fa
         for match in games:
             match.tick(tick, spent)
         if paced:
-            time.sleep(max(0.0, started + tick / TICK_RATE - time.monotonic()))
+            time.sleep(max(0.0, started + tick / games[0].state.rules.tick_rate - time.monotonic()))
     return spent
 
 
@@ -114,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.players <= 8 or not 100 <= args.ticks <= 1_000_000 or not 1 <= args.repeat <= 20:
         parser.error("--players 1..8, --ticks 100..1000000, --repeat 1..20")
-    if not 1 <= args.matches <= 500 or (args.paced and args.ticks > 60 * TICK_RATE):
+    if not 1 <= args.matches <= 500 or (args.paced and args.ticks > 60 * Rules().tick_rate):
         parser.error("--matches 1..500; with --paced, --ticks at most 1800 (a minute)")
     best: dict[str, float] | None = None
     ticks = args.ticks * args.matches
