@@ -2,8 +2,8 @@
 # Sets up everything Arena needs, and is safe to run again:
 #   .venv with arena[dev]; the browser client's npm packages (client_web/node_modules).
 # With --test-packages it also makes sure the Debian packages the tests run for real are installed: chromium
-# (browser tests), nginx (the reverse-proxy tests) and redis-server (the fleet tests). Needs root or sudo for
-# apt-get.
+# (browser tests), nginx (the reverse-proxy tests), redis-server (the fleet tests) and liburing-dev (the send
+# ring and its tests). Needs root or sudo for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -52,6 +52,7 @@ if [ "${1:-}" = "--test-packages" ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/sbin/nginx ] || missing+=(nginx)
   [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+  [ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian's ${missing[*]} for the tests"
     sudo_cmd=""
@@ -63,4 +64,9 @@ if [ "${1:-}" = "--test-packages" ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
+# The send ring (server/send_ring.py: state frames sent together through io_uring), rebuilt only when its source
+# changed; it needs Debian's liburing-dev (installed above with --test-packages). Without it the server writes
+# each frame with a system call of its own: the same bytes, more CPU.
+.venv/bin/python -m server.send_ring \
+  || echo "setup: the send ring was not built (above: why); the server will write frames one by one" >&2
 echo "setup: done"

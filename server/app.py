@@ -37,7 +37,7 @@ import trio
 from openskill.models import PlackettLuce
 
 from game import Rules
-from server import compiled_game
+from server import compiled_game, send_ring
 from server.auth import Authenticator, AuthError, Identity
 from server.codec import MAX_CLIENT_MESSAGE_BYTES, CloseCode, ProtocolError, encode, encode_replay_view
 from server.config import ServerConfig
@@ -270,7 +270,9 @@ class ArenaServer:
                 replay_max_age_seconds=self.config.replay_max_age_days * 86400,
                 max_tick_load=self.config.max_tick_load,
                 socket_reader=self._socket_reader,
+                send_ring=send_ring.load(),
             )
+            logger.info("state frames: %s", send_ring.status)
             self._matchmaking = self._start_matchmaking(self._directory)
             accepting = trio.CancelScope()
 
@@ -338,6 +340,7 @@ class ArenaServer:
             "version": VERSION,
             "protocol": PROTOCOL_VERSION,
             "game_build": "compiled" if compiled_game.status.startswith("compiled") else "pure",
+            "send_ring": self._directory is not None and self._directory.send_ring is not None,
             "uptime_seconds": round(time.monotonic() - self._started_at, 3),
             "tick_rate": self.config.tick_rate,
             "connections": len(self.sessions),

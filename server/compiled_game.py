@@ -90,20 +90,32 @@ def build(build_dir: Path = BUILD_DIR) -> None:
         modules = [f"game/{name}" for name in COMPILED_MODULES]
         print(f"compiled game: compiling {', '.join(modules)} with mypyc (about 30 s)", flush=True)
         started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "mypyc", *modules], cwd=work, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            last_lines = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise RuntimeError(f"mypyc failed (exit {result.returncode}):\n{last_lines}")
-        shutil.rmtree(work / "build", ignore_errors=True)  # the generated C and objects: the .so files are made
-        (work / MANIFEST).write_text(json.dumps({"digest": digest, "modules": modules}))
-        if build_dir.exists():
-            shutil.rmtree(build_dir)
-        work.rename(build_dir)
+        compile_in(work, [sys.executable, "-m", "mypyc", *modules], "mypyc")
+        install_build(work, build_dir, {"digest": digest, "modules": modules})
         print(f"compiled game: built in {time.monotonic() - started:.0f} s into {build_dir}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def compile_in(work: Path, command: list[str], compiler: str) -> None:
+    """Run a compiler's `command` in the build folder `work`.
+
+    Raises:
+        RuntimeError: if it fails; its last lines say why.
+    """
+    result = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last_lines = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"{compiler} failed (exit {result.returncode}):\n{last_lines}")
+
+
+def install_build(work: Path, build_dir: Path, manifest: dict[str, object]) -> None:
+    """Make the finished build in `work` the one in `build_dir` (replacing what is there), with its manifest."""
+    shutil.rmtree(work / "build", ignore_errors=True)  # the generated C and objects: the .so files are made
+    (work / MANIFEST).write_text(json.dumps(manifest))
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    work.rename(build_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

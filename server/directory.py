@@ -23,6 +23,7 @@ from server.match import Match, SeatError, TickScheduler, TickStatistics
 from server.matchmaker import Mode
 from server.reader import SocketReader
 from server.recording import FLUSH_SECONDS, MatchRecorder, PendingRecord, ReplayFile, prune, replay_path
+from server.send_ring import SendRing
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class InMemoryMatchDirectory:
     """New matches are made only while the matches' ticks use less than this share of a core (`tick_load`)."""
     socket_reader: SocketReader | None = None
     """The server's shared socket reader, which the tick scheduler reads for as it wakes (server.reader)."""
+    send_ring: SendRing | None = None
+    """What sends the tick scheduler's frames together (server.send_ring); None: one write per frame."""
     matches: dict[str, Match] = attrs.field(factory=dict, init=False)
     _ended: dict[str, EndedSeat] = attrs.field(factory=dict, init=False)
     """Seats of matches that have closed, by resume token, for `resume_window` after the close."""
@@ -204,7 +207,7 @@ class InMemoryMatchDirectory:
                 if match.recorder is not None and self.replay_dir is not None:
                     nursery.start_soon(self._write_replay, match, self.replay_dir)
                 if self._scheduler is None:
-                    self._scheduler = TickScheduler(self.socket_reader)
+                    self._scheduler = TickScheduler(self.socket_reader, self.send_ring)
                     self.nursery.start_soon(self._scheduler.run)
                 await match.run(self._scheduler)
                 nursery.cancel_scope.cancel()  # the writer writes what is left as it stops

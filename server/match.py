@@ -6,8 +6,8 @@ none waits) or its bot's, in player-id order, step the game, build one
 delta, encode it once, and hand the same bytes to every player and spectator; whoever just arrived or fell
 behind gets a full snapshot (also encoded once per tick) instead. Sending never waits on a client. The frames
 of the ticks one scheduler wake-up runs are written together after them (within `SEND_DELAY_LIMIT_SECONDS`), in
-the order the ticks made them. The schedule
-is fixed: tick n is due at start + n / tick_rate, with the start placed at the match's `tick_phase` of an
+the order the ticks made them, with one system call for all when the process has a send ring (server.send_ring).
+The schedule is fixed: tick n is due at start + n / tick_rate, with the start placed at the match's `tick_phase` of an
 interval; a late tick runs at once, and if the loop falls more than
 `MAX_CATCH_UP_TICKS` behind it skips ahead instead of bursting.
 
@@ -18,6 +18,7 @@ it back. A match runs while it has a human seat (connected or held) or a reserva
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import logging
@@ -41,9 +42,10 @@ from server.checkpoint import MatchCheckpoint, SeatCheckpoint
 from server.codec import encode
 from server.matchmaker import Mode
 from server.messages import Joined, Left, Moved, Spectating
-from server.outbox import binary_frame
+from server.outbox import Outbox, binary_frame
 from server.reader import HANDOFF_SECONDS, SocketReader
 from server.recording import MatchRecorder
+from server.send_ring import SendRing
 from server.session import Session
 from server.spectating import DelayedFeed
 
@@ -221,9 +223,11 @@ class TickScheduler:
     more ticks are due or the oldest has waited `SEND_DELAY_LIMIT_SECONDS`.
     """
 
-    def __init__(self, reader: SocketReader | None = None) -> None:
-        """`reader`: the shared socket reader, which this scheduler reads for at each wake-up (server.reader)."""
+    def __init__(self, reader: SocketReader | None = None, ring: SendRing | None = None) -> None:
+        """`reader`: the shared socket reader, which this scheduler reads for at each wake-up (server.reader).
+        `ring`: what sends the frames together (server.send_ring), if this process has one."""
         self._reader = reader
+        self._ring = ring
         self._due: list[tuple[float, int, Match, float]] = []
         """(deadline, order of scheduling, match, earliest moment it may run), a heap."""
         self._order = itertools.count()
@@ -260,13 +264,13 @@ class TickScheduler:
                     self._push(match, next_deadline)
                 now = trio.current_time()  # where the last tick ended: when the next one starts
                 if outgoing and now - oldest_waiting >= SEND_DELAY_LIMIT_SECONDS:
-                    send_states(outgoing)
+                    send_states(outgoing, self._ring)
                     now = trio.current_time()
                 if self._reader is not None and now - read_at >= READ_INTERVAL_SECONDS:
-                    send_states(outgoing)  # what waits goes first: the read may take a while
+                    send_states(outgoing, self._ring)  # what waits goes first: the read may take a while
                     self._reader.read_ready()
                     now = read_at = trio.current_time()
-            send_states(outgoing)
+            send_states(outgoing, self._ring)
             if self._reader is not None:
                 self._reader.scheduler_woke(due[0][0] if due else math.inf)
             await trio.lowlevel.checkpoint()
@@ -277,9 +281,13 @@ Outgoing = list[tuple["Match", bytes, Sequence[Session]]]
 they were made: a session's frames are written in the order it appears in the list."""
 
 
-def send_states(outgoing: Outgoing) -> None:
+def send_states(outgoing: Outgoing, ring: SendRing | None = None) -> None:
     """Hand each frame to its sessions (`Session.send_state`), in order, and empty `outgoing`. The time it takes is
-    billed to the match that made the frame (`Match.unbilled_write_seconds`): writing is part of what a tick costs."""
+    billed to the match that made the frame (`Match.unbilled_write_seconds`): writing is part of what a tick costs.
+    With a `ring` (server.send_ring), the frames that would be written at once go out together instead."""
+    if ring is not None:
+        _send_states_together(outgoing, ring)
+        return
     started = time.perf_counter()
     for match, frame, sessions in outgoing:
         for session in sessions:
@@ -292,6 +300,67 @@ def send_states(outgoing: Outgoing) -> None:
         match.unbilled_write_seconds += written - started
         started = written
     outgoing.clear()
+
+
+def _send_states_together(outgoing: Outgoing, ring: SendRing) -> None:
+    """`send_states` through `ring`: every frame whose session's outbox would write it at once
+    (`Outbox.writes_now`) joins a batch sent with one system call, in order; the others go to their backlogs as
+    usual. A socket takes one frame per batch (the ring's rule), so a session's second frame sends the batch
+    first. The time is billed to the matches by their frames' share of the sends."""
+    started = time.perf_counter()
+    fds: list[int] = []
+    frames: list[bytes] = []
+    outboxes: list[Outbox] = []
+    in_batch: set[int] = set()
+    sends: dict[Match, int] = {}
+    for match, frame, sessions in outgoing:
+        sends[match] = sends.get(match, 0) + len(sessions)
+        for session in sessions:
+            outbox = session.outbox
+            if outbox.fd in in_batch:
+                _send_batch(ring, fds, frames, outboxes)
+                in_batch.clear()
+            if session.closing:
+                continue
+            if outbox.writes_now():
+                fds.append(outbox.fd)
+                frames.append(frame)
+                outboxes.append(outbox)
+                in_batch.add(outbox.fd)
+                continue
+            try:
+                session.send_state(frame)
+            except Exception:  # a fault of ours, in that session's sending: the others' frames still go
+                logger.exception("sending a state frame failed; the client will be sent a full snapshot")
+                session.needs_snapshot = True
+    if fds:
+        _send_batch(ring, fds, frames, outboxes)
+    elapsed = time.perf_counter() - started
+    total = sum(sends.values())
+    for match, count in sends.items():
+        if count:  # a match nobody watches has frames with no receivers
+            match.unbilled_write_seconds += elapsed * count / total
+    outgoing.clear()
+
+
+_NOT_SENT = -errno.EIO
+"""A send's result if the ring failed as a whole before saying what became of it: its connection is broken."""
+
+
+def _send_batch(ring: SendRing, fds: list[int], frames: list[bytes], outboxes: list[Outbox]) -> None:
+    results = [_NOT_SENT] * len(fds)
+    try:
+        ring.send_each(fds, frames, results)
+    except OSError:
+        logger.exception("io_uring failed to send %d state frames; the connections not sent to are closed", len(fds))
+    for outbox, frame, result in zip(outboxes, frames, results, strict=True):
+        try:
+            outbox.sent_elsewhere(frame, result)
+        except Exception:
+            logger.exception("carrying on after a state frame was sent failed")
+    fds.clear()
+    frames.clear()
+    outboxes.clear()
 
 
 @attrs.define(eq=False)

@@ -21,6 +21,7 @@ Once the Close frame is on its way no data frame follows it (RFC 6455 section 5.
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import struct
 
@@ -124,23 +125,48 @@ class Outbox:
         if self._data_closed or self.error is not None:
             return Put.ACCEPTED
         if not self._backlog and self._taken is None and self._writes_directly:  # `_put`'s first case, inline:
-            try:  # every player's frame of every tick comes here
+            try:  # every player's frame of every tick comes here (unless server.send_ring sends it: `sent_elsewhere`)
                 written = os.write(self.fd, frame)
             except BlockingIOError:
                 written = 0
             except OSError as error:
                 self._fail(error)
                 return Put.ACCEPTED
-            self._sequence += 1
-            self.bytes_sent += written
-            if written == len(frame):
-                self.frames_sent += 1
-                self._written_through = self._sequence
-            else:
-                self._taken, self._taken_frames, self._taken_through = memoryview(frame)[written:], 1, self._sequence
-                self._start_draining()
+            self._written_directly(frame, written)
             return Put.ACCEPTED
         return self._put(frame, state=state, forced=False)
+
+    def writes_now(self) -> bool:
+        """Whether a data frame given now would be written straight to the socket (nothing waits before it, no
+        delay, no TLS, not closed or broken): one that someone else may send to `fd` (`sent_elsewhere`)."""
+        return (
+            not self._backlog
+            and self._taken is None
+            and self._writes_directly
+            and not self._data_closed
+            and self.error is None
+        )
+
+    def sent_elsewhere(self, frame: bytes, result: int) -> None:
+        """`frame` was sent to `fd` by someone else (server.send_ring) while `writes_now()`, with `result`: the
+        bytes written, or minus the errno. Carries on as `put_nowait` would have: what was not written waits, and
+        is written as the socket drains; a failure breaks the connection."""
+        if result < 0:
+            if result != -errno.EAGAIN:
+                self._fail(OSError(-result, os.strerror(-result)))
+                return
+            result = 0
+        self._written_directly(frame, result)
+
+    def _written_directly(self, frame: bytes, written: int) -> None:
+        self._sequence += 1
+        self.bytes_sent += written
+        if written == len(frame):
+            self.frames_sent += 1
+            self._written_through = self._sequence
+        else:
+            self._taken, self._taken_frames, self._taken_through = memoryview(frame)[written:], 1, self._sequence
+            self._start_draining()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send bytes that must arrive (the handshake answer, a Close frame), returning once the socket took them.
