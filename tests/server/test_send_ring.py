@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import trio
 
+from bots.client import connect
 from server import send_ring
 from server.match import send_states
 from server.outbox import Outbox, binary_frame
+from tests.conftest import join_together, ws_url
+from tests.server.rawws import http_get
 
 SMALL_BUFFER = 4096
 
@@ -36,6 +39,7 @@ def tcp_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
             client = socket.create_connection(listener.getsockname())
             accepted, _ = listener.accept()
             accepted.setblocking(False)
+            accepted.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the server's sockets (trio's)
             pairs.append((accepted, client))
     yield pairs
     for accepted, client in pairs:
@@ -107,11 +111,11 @@ async def test_frames_arrive_in_order_through_the_ring_as_without_it(ring, tcp_p
     # one receiver gets two frames in one wake-up (the ring takes one per socket per batch), one a frame too big
     # for its buffer (written in part, the rest drained as its client reads, and its next frame waits behind it)
     (fast, fast_client), (slow, slow_client), (other, other_client) = tcp_pairs
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
-    slow_client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)  # (a small receive buffer too would make
+    # TCP send the rest in 200 ms probes)
     first, second = _Match(), _Match()
     delta_one, delta_two = binary_frame(b"one" * 10), binary_frame(b"two" * 10)
-    huge = binary_frame(b"h" * 300_000)
+    huge = binary_frame(b"h" * 1_000_000)  # more than the client's kernel takes before its reader reads
     async with trio.open_nursery() as nursery:
         receivers = [_Receiver(Outbox(fd=sock.fileno(), nursery=nursery, capacity=8)) for sock in (fast, slow, other)]
         fast_receiver, slow_receiver, other_receiver = receivers
@@ -135,3 +139,23 @@ def test_the_ring_is_used_only_when_built_for_todays_source(tmp_path: Path, monk
     assert send_ring.load(tmp_path) is None and "no send ring built" in send_ring.status
     monkeypatch.setenv(send_ring.SWITCH_VARIABLE, "0")
     assert send_ring.load() is None and "ARENA_SEND_RING=0" in send_ring.status
+
+
+@pytest.mark.parametrize("switch", ["1", "0"])
+async def test_a_server_plays_with_the_ring_and_without_it_and_says_which(
+    ring, server_factory, monkeypatch, switch
+) -> None:
+    monkeypatch.setenv(send_ring.SWITCH_VARIABLE, switch)
+    server = await server_factory()
+    url = ws_url(server)
+    async with connect(url, name="alice") as alice, connect(url, name="bob") as bob:
+        _, joined_bob = await join_together(alice, bob)
+        seq = await bob.send_input(mx=1)  # bob's input comes back acknowledged in the deltas alice receives
+
+        def acknowledged(_: object) -> bool | None:
+            assert alice.view is not None
+            return True if alice.view.entities["players"][joined_bob.player]["ack"] >= seq else None
+
+        assert await alice.receive_until(acknowledged)
+        health = (await http_get(server.port, "/healthz")).json()
+    assert health["send_ring"] is (switch == "1")
