@@ -5,7 +5,7 @@ environment (`<venv>/arena-send-ring`) with a manifest naming the digest of its 
 when that digest is today's source's, and only if the kernel gives this process an io_uring (a container's
 sandbox or `kernel.io_uring_disabled` may refuse it). Anything else — no build, a stale one, a refusal,
 `ARENA_SEND_RING=0` — means frames are written one `write(2)` each, as before: the same bytes in the same order,
-at more CPU (a frame to each of 1,000 clients costs a quarter less through the ring: docs/benchmarks.md). A failed
+at more CPU (a frame to each of 1,000 clients costs a fifth less CPU through the ring: docs/benchmarks.md). A failed
 build is never fatal.
 
 `python -m server.send_ring` builds it if it is out of date (scripts/setup.sh runs it); `--check` only says.
