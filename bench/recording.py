@@ -2,8 +2,9 @@
 tick's work, and the time `arena replay --verify` takes per minute of match.
 
 An 8-player match of server-side bots (game.bot_input, which moves, aims and fires) runs for --minutes through
-the same steps as a server's tick (step, snapshot, delta, encode) with a MatchRecorder beside it; the recorder's
-output is compressed as the server writes it (a zlib sync flush a second), then read back and verified.
+the same steps as a server's tick (step, snapshot, delta, encode) with a MatchRecorder beside it (which packs each
+tick's record, and hashes the state every 150 ticks); the records are compressed as the server's replay writer
+does (a zlib sync flush a second), then read back and verified.
 
 Usage: .venv/bin/python bench/recording.py [--minutes 3] [--players 8]
 """
@@ -18,7 +19,7 @@ import zlib
 import game
 from game import MatchState, Rules
 from server.codec import encode
-from server.recording import COMPRESSION_LEVEL, MatchRecorder, encode_records
+from server.recording import COMPRESSION_LEVEL, MatchRecorder
 from server.replay import read_replay, verify
 
 
@@ -52,10 +53,10 @@ def main() -> None:
         recording_seconds += done - recorded
         if state.tick % rules.tick_rate == 0:  # the server writes once a second, from a worker thread
             written = time.perf_counter()
-            compressed += compressor.compress(encode_records(recorder.take())) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            compressed += compressor.compress(b"".join(recorder.take())) + compressor.flush(zlib.Z_SYNC_FLUSH)
             writer_seconds += time.perf_counter() - written
     recorder.end(state, "bench")
-    compressed += compressor.compress(encode_records(recorder.take())) + compressor.flush(zlib.Z_FINISH)
+    compressed += compressor.compress(b"".join(recorder.take())) + compressor.flush(zlib.Z_FINISH)
     started = time.perf_counter()
     simulated, checked, divergence = verify(read_replay(bytes(compressed)))
     verify_seconds = time.perf_counter() - started
@@ -78,7 +79,7 @@ def main() -> None:
         f"minute; recording {figures['recording_us_per_tick']} us per tick = "
         f"{100 * figures['recording_share_of_tick']:.2f}% of the tick's own work ({figures['tick_us']} us: step, "
         f"snapshot, delta, encode); the writer thread {figures['writer_us_per_tick']} us per tick "
-        f"(encode, hash, compress); verify {figures['verify_seconds_per_minute']} s per minute of match "
+        f"(join, compress); verify {figures['verify_seconds_per_minute']} s per minute of match "
         f"({checked} hashes)"
     )
     print(json.dumps(figures))

@@ -22,7 +22,7 @@ from server.checkpoint import MatchCheckpoint
 from server.match import Match, SeatError, TickScheduler, TickStatistics
 from server.matchmaker import Mode
 from server.reader import SocketReader
-from server.recording import FLUSH_SECONDS, MatchRecorder, PendingRecord, ReplayFile, prune, replay_path
+from server.recording import MatchRecorder, ReplayFile, ReplayWriter, prune, replay_path
 from server.send_ring import SendRing
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ class InMemoryMatchDirectory:
     _matches_created: int = attrs.field(default=0, init=False)
     _scheduler: TickScheduler | None = attrs.field(default=None, init=False)
     """What ticks every match, started with the first match in `nursery`."""
+    _replay_writer: ReplayWriter | None = attrs.field(default=None, init=False)
+    """What writes every match's replay file, started with the first recorded match in `nursery`."""
 
     def create_match(
         self, mode: Mode, *, players: int, bots: int, bot_level: int = MAX_BOT_LEVEL, match_id: str | None = None
@@ -221,7 +223,7 @@ class InMemoryMatchDirectory:
             logger.info("match %s closed after %d ticks", match.id, match.state.tick, extra={"match": match.id})
 
     async def _write_replay(self, match: Match, directory: Path) -> None:
-        """Write the match's records out once a second, from a worker thread, until it has ended."""
+        """Open the match's replay file and have the server's replay writer fill it until the match has ended."""
         recorder = match.recorder
         assert recorder is not None
         path = replay_path(directory, recorder.header)
@@ -232,28 +234,20 @@ class InMemoryMatchDirectory:
             logger.warning("match %s is not recorded: cannot write %s: %s", match.id, path, error.strerror)
             match.recorder = None
             return
+        if self._replay_writer is None:
+            self._replay_writer = ReplayWriter()
+            self.nursery.start_soon(self._replay_writer.run)
+        writer = self._replay_writer
         try:
-            while not recorder.ended:
-                await trio.sleep(FLUSH_SECONDS)
-                data = recorder.take()
-                if data:
-                    await trio.to_thread.run_sync(replay.write, data)
-        except OSError as error:
-            logger.warning("match %s: recording stopped: %s: %s", match.id, path, error.strerror)
-            match.recorder = None
+            await writer.add(match.id, recorder, replay).wait()
         finally:
             with trio.CancelScope(shield=True):
-                rest = recorder.take()
+                await writer.close(replay)
+                if match.recorder is recorder and not recorder.ended:
+                    match.recorder = None  # its recording stopped early (a write failed, or the disk fell behind)
                 try:
-                    await trio.to_thread.run_sync(_finish, replay, rest)
                     await trio.to_thread.run_sync(
                         lambda: prune(directory, keep=self.replay_keep, max_age_seconds=self.replay_max_age_seconds)
                     )
                 except OSError as error:
-                    logger.warning("match %s: could not finish its replay %s: %s", match.id, path, error.strerror)
-
-
-def _finish(replay: ReplayFile, rest: list[PendingRecord]) -> None:
-    if rest:
-        replay.write(rest)
-    replay.close()
+                    logger.warning("match %s: could not prune the replays in %s: %s", match.id, directory, error)

@@ -13,7 +13,7 @@ from server.recording import MatchRecorder
 from server.spectating import DelayedFeed
 
 TICKS = 99
-"""Ticks 201 to 299: between two of the recorder's state hashes (every 150 ticks), which keep a state each."""
+"""Ticks 201 to 299."""
 
 
 def test_recording_and_the_spectator_feed_keep_no_tracked_objects_per_tick() -> None:
