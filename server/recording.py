@@ -31,6 +31,7 @@ server.compiled_game, cannot hold an int there): version 1 files replay, but the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -263,7 +264,8 @@ class _BackgroundThread:
                 returned.append(job(jobs))
             except BaseException as error:
                 raised.append(error)
-            token.run_sync_soon(done.set)
+            with contextlib.suppress(trio.RunFinishedError):  # the server is gone: nobody waits for it any more
+                token.run_sync_soon(done.set)
 
         self._submit(work)
         with trio.CancelScope(shield=True):
