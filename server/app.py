@@ -27,6 +27,7 @@ import os
 import resource
 import socket
 import ssl
+import sys
 import time
 from collections import Counter, deque
 from typing import Any
@@ -80,7 +81,7 @@ from server.ratings import AsyncRatingStore, RatingStoreUnavailable, SqliteRatin
 from server.reader import SocketReader
 from server.recording import REPLAY_ID, list_replays
 from server.recording import SUFFIX as REPLAY_SUFFIX
-from server.replay import ReplayError, frames_for_viewer, read_replay
+from server.replay import frames_for_viewer, read_replay
 from server.session import Session
 from server.timers import Timers
 from server.web import (
@@ -771,16 +772,32 @@ class ArenaServer:
         if not REPLAY_ID.match(replay_id) or not await trio.Path(file).is_file():
             await respond(stream, connection, 404, f"no replay {replay_id[:80]!r}\n".encode(), head_only=head_only)
             return
-        body = await trio.Path(file).read_bytes()
         if as_view:
-            try:
-                async with self._replay_renderer:  # one at a time: it is a minute of CPU per hour of match
-                    view = await trio.to_thread.run_sync(_render_replay_view, body)
-            except ReplayError as error:
-                await respond(stream, connection, 422, f"{error}\n".encode())
-                return
-            await respond(stream, connection, 200, view, content_type="application/msgpack", head_only=head_only)
+            async with self._replay_renderer:  # one at a time: it is a minute of CPU per hour of match
+                # in a process of its own at the lowest priority, never in the ticks' (server.replay_view)
+                rendered = await trio.run_process(
+                    [sys.executable, "-m", "server.replay_view", str(file)],
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+            reason = rendered.stderr.decode(errors="replace").strip()
+            if rendered.returncode == 1:
+                await respond(stream, connection, 422, f"{reason}\n".encode())
+            elif rendered.returncode != 0:
+                logger.error(
+                    "rendering the replay %s for a viewer failed (exit %d): %s",
+                    replay_id,
+                    rendered.returncode,
+                    reason[-2000:],
+                )
+                await respond(stream, connection, 500, b"the replay could not be rendered; please report it\n")
+            else:
+                await respond(
+                    stream, connection, 200, rendered.stdout, content_type="application/msgpack", head_only=head_only
+                )
             return
+        body = await trio.Path(file).read_bytes()
         headers = (("Content-Disposition", f'attachment; filename="{file.name}"'),)
         await respond(
             stream, connection, 200, body, content_type="application/octet-stream", headers=headers, head_only=head_only
@@ -1274,7 +1291,7 @@ def _traffic_of(session: Session) -> dict[str, int]:
     }
 
 
-def _render_replay_view(data: bytes) -> bytes:
+def render_replay_view(data: bytes) -> bytes:
     """A replay file as the viewer downloads it (see codec.encode_replay_view). Raises ReplayError."""
     replay = read_replay(data)
     return encode_replay_view(replay.header, client_rules(replay.rules), frames_for_viewer(replay))

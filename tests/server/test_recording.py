@@ -14,6 +14,7 @@ import trio
 
 from bots.client import connect
 from game import Delta, Snapshot
+from server.app import render_replay_view
 from server.codec import pack_replay_record, unpack_replay_records
 from server.recording import VERSION
 from tests.conftest import ws_url
@@ -75,6 +76,14 @@ async def test_a_recorded_match_replays_to_the_same_hashes_in_another_process(se
     download = await http_get(server.port, f"/replays/{replay_id}")
     assert download.status == 200 and download.body == path.read_bytes()
     assert (await http_get(server.port, "/replays/..%2Fetc")).status == 404
+
+    # the viewer's download, rendered in a process of its own (server.replay_view): what the server's own code makes
+    view = await http_get(server.port, f"/replays/{replay_id}/view")
+    assert view.status == 200 and view.body == render_replay_view(path.read_bytes())
+    foreign = replays / "20260101T000000_foreign.arena-replay"
+    foreign.write_bytes(os.urandom(4000))
+    refused = await http_get(server.port, "/replays/20260101T000000_foreign/view")
+    assert refused.status == 422 and b"not an Arena replay" in refused.body and b"Traceback" not in refused.body
 
     result = _verify(path)
     assert result.returncode == 0, result.stderr
