@@ -88,6 +88,16 @@ def test_a_recording_whose_records_go_unwritten_past_the_limit_stops(monkeypatch
     assert ended and len(records) == 1 and records[0]["match"] == "m"  # the header, written before
 
 
+def test_the_unwritten_limit_holds_at_its_value_and_stops_one_byte_past(monkeypatch) -> None:
+    header_bytes = len(MatchRecorder.start(match_id="m", mode="ffa", seed=7, rules=RULES).take()[0])
+    monkeypatch.setattr(server.recording, "MAX_UNWRITTEN_BYTES", header_bytes)
+    at_the_limit = MatchRecorder.start(match_id="m", mode="ffa", seed=7, rules=RULES)  # the header alone
+    assert not at_the_limit.overflowed
+    monkeypatch.setattr(server.recording, "MAX_UNWRITTEN_BYTES", header_bytes - 1)
+    past_it = MatchRecorder.start(match_id="m", mode="ffa", seed=7, rules=RULES)
+    assert past_it.overflowed and past_it.take() == []
+
+
 async def test_every_match_is_written_in_one_job_a_second_and_closed_at_its_end(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(server.recording, "FLUSH_SECONDS", 0.05)
     jobs: list[list[Path]] = []
