@@ -75,7 +75,7 @@ class _Match:
         t1 = clock()
         self.recorder.tick(self.state.tick, held, self.state)
         if tick % self.state.rules.tick_rate == 0:
-            self.recorder.take()  # the once-a-second flush, on the server's thread too: the recording's share
+            self.recorder.take()  # the replay writer takes the records once a second (its thread compresses them)
         t2 = clock()
         server_fields = {pid: (20, held[pid].seq if pid in held else 0, "playing") for pid in self.state.players}
         change = self.snapshots.advance(self.state, events, server_fields)
