@@ -4,7 +4,7 @@ tick's work, and the time `arena replay --verify` takes per minute of match.
 An 8-player match of server-side bots (game.bot_input, which moves, aims and fires) runs for --minutes through
 the same steps as a server's tick (step, snapshot, delta, encode) with a MatchRecorder beside it (which packs each
 tick's record, and hashes the state every 150 ticks); the records are compressed as the server's replay writer
-does (a zlib sync flush a second), then read back and verified.
+does (a zlib sync flush every `server.recording.FLUSH_SECONDS`), then read back and verified.
 
 Usage: .venv/bin/python bench/recording.py [--minutes 3] [--players 8]
 """
@@ -19,7 +19,7 @@ import zlib
 import game
 from game import MatchState, Rules
 from server.codec import encode
-from server.recording import COMPRESSION_LEVEL, MatchRecorder
+from server.recording import FLUSH_SECONDS, MatchRecorder, new_compressor
 from server.replay import read_replay, verify
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     for player_id in range(1, args.players + 1):
         state = game.add_player(state, player_id, f"bot {player_id}")
         recorder.join(player_id, f"bot {player_id}")
-    compressor = zlib.compressobj(level=COMPRESSION_LEVEL)
+    compressor = new_compressor()
     compressed = bytearray()
     ticks = round(args.minutes * 60 * rules.tick_rate)
     tick_seconds = recording_seconds = writer_seconds = 0.0
@@ -51,7 +51,7 @@ def main() -> None:
         done = time.perf_counter()
         tick_seconds += recorded - started
         recording_seconds += done - recorded
-        if state.tick % rules.tick_rate == 0:  # the server writes once a second, from a worker thread
+        if state.tick % round(FLUSH_SECONDS * rules.tick_rate) == 0:  # as the server's writer thread does
             written = time.perf_counter()
             compressed += compressor.compress(b"".join(recorder.take())) + compressor.flush(zlib.Z_SYNC_FLUSH)
             writer_seconds += time.perf_counter() - written

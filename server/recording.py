@@ -1,21 +1,21 @@
 """Every match recorded as it runs, in a compact versioned file that re-simulates it exactly (server.replay).
 
 Rules: a match's tick packs its record (the inputs that changed) into bytes at once, and every
-`HASH_INTERVAL_TICKS` the state's hash too: a recorder holds bytes and nothing else. Packed at once, not later: a
-second of records held as objects (tuples, dicts, inputs, states) is what the garbage collector's young generation
-would scan, tens of thousands of objects per collection on a full server, pausing every match. Once a second the
-server's one `ReplayWriter` takes every match's new records and hands them all, in one job, to a thread of its own
-at the lowest CPU priority, which compresses and writes them (a zlib stream per file, sync-flushed, so what is on
-disk always decompresses): a tick never waits on the disk or on the compression, and a crash loses at most the last
-second. One job a second at the lowest priority, not a job per match in trio's worker threads: those woke a dozen
-threads at once, which fought the ticks for the interpreter lock and the core (docs/benchmarks.md, issue 15's tenth
-sitting). If the disk or the core falls so far behind that a match's unwritten records pass `MAX_UNWRITTEN_BYTES`,
-that match's recording stops (its file ends where it was written; the server says so). The file holds what
-`game.step` was given and nothing it can derive: the seed and rules, the joins and leaves between ticks, and each
-player's input whenever it changes (an input holds until the next one), plus a state hash every
-`HASH_INTERVAL_TICKS` ticks to check a replay against.
+`HASH_INTERVAL_TICKS` the state's hash too: a recorder holds bytes and nothing else. Packed at once, not later:
+seconds of records held as objects (tuples, dicts, inputs, states) are what the garbage collector's young generation
+would scan, tens of thousands of objects per collection on a full server, pausing every match. Every
+`FLUSH_SECONDS` the server's one `ReplayWriter` takes every match's new records and hands them all, in one job, to a
+thread of its own at the lowest CPU priority, which compresses and writes them (a zlib stream per file with a small
+window, sync-flushed, so what is on disk always decompresses): a tick never waits on the disk or on the compression,
+and a crash loses at most the last `FLUSH_SECONDS`. One job at the lowest priority, not a job per match in trio's
+worker threads: those woke a dozen threads at once, which fought the ticks for the interpreter lock and the core
+(docs/benchmarks.md, issue 15's tenth sitting). If the disk or the core falls so far behind that a match's
+unwritten records pass `MAX_UNWRITTEN_BYTES`, that match's recording stops (its file ends where it was written; the
+server says so). The file holds what `game.step` was given and nothing it can derive: the seed and rules, the joins
+and leaves between ticks, and each player's input whenever it changes (an input holds until the next one), plus a
+state hash every `HASH_INTERVAL_TICKS` ticks to check a replay against.
 
-File format, version 2 (`<UTC start>_<match id>.arena-replay`): a zlib stream, flushed once a second, of msgpack
+File format, version 2 (`<UTC start>_<match id>.arena-replay`): a zlib stream, flushed every few seconds, of msgpack
 records:
 - first, the header: {"format": "arena-replay", "version": 1, "match", "mode", "seed", "rules": {Rules' fields},
   "started_at": Unix time, "hash_interval": N};
@@ -61,10 +61,18 @@ READABLE_VERSIONS = (1, 2)
 SUFFIX = ".arena-replay"
 HASH_INTERVAL_TICKS = 150
 """A state hash every 5 s at 30 ticks per second: a divergence is found to within 5 s of where it starts."""
-FLUSH_SECONDS = 1.0
+FLUSH_SECONDS = 5.0
+"""How often the records are compressed and written. Each write touches every file's zlib state, which has left the
+CPU's caches since the last one: at 1,000 players, once a second cost the writer's thread 2.3% of a core, every 5
+seconds 1.1%, with the small window 0.8% (docs/benchmarks.md, issue 15's eleventh sitting)."""
 COMPRESSION_LEVEL = 1
 """zlib's fastest level: 8% more bytes than level 6 for a third less of the writer thread's time
 (docs/benchmarks.md)."""
+WINDOW_BITS = 13
+MEMORY_LEVEL = 6
+"""An 8 KiB window and a smaller hash table than zlib's defaults (32 KiB, level 8): a quarter of the state a write
+touches, and replays as small (a tick's record repeats what the few ticks before it hold). Any zlib reader reads
+them: a stream's header says its window."""
 LOWEST_PRIORITY = 19
 """The nice value of the replay writer's thread."""
 THREAD_IDLE_SECONDS = 10.0
@@ -175,6 +183,11 @@ class MatchRecorder:
 _NOTHING: Any = object()
 
 
+def new_compressor() -> zlib._Compress:
+    """The zlib stream of a replay file."""
+    return zlib.compressobj(COMPRESSION_LEVEL, zlib.DEFLATED, WINDOW_BITS, MEMORY_LEVEL)
+
+
 class ReplayFile:
     """A replay being written: a zlib stream flushed at every `write`, so what is on disk always decompresses.
     Used from one thread at a time."""
@@ -182,7 +195,7 @@ class ReplayFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file = path.open("wb")
-        self._compressor = zlib.compressobj(level=COMPRESSION_LEVEL)
+        self._compressor = new_compressor()
 
     def write(self, records: list[bytes]) -> None:
         """Append `records`, flushed."""
@@ -277,8 +290,8 @@ class _BackgroundThread:
 
 @attrs.define(eq=False)
 class ReplayWriter:
-    """Writes every recording's new records once a second, all in one job of a background thread (see the module's
-    rules). `run` it in a task for as long as matches are recorded."""
+    """Writes every recording's new records every `FLUSH_SECONDS`, all in one job of a background thread (see the
+    module's rules). `run` it in a task for as long as matches are recorded."""
 
     _recordings: dict[ReplayFile, _Recording] = attrs.field(factory=dict, init=False)
     _writing: set[ReplayFile] = attrs.field(factory=set, init=False)

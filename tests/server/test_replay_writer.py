@@ -1,6 +1,6 @@
 """The recorder's bytes and the server's replay writer: what is written decompresses up to the last record taken,
-every match's new bytes go out in one worker thread's job a second, and a recording the disk cannot take stops on
-its own (with a warning) while its match and the others go on."""
+every match's new bytes go out in one job of the writer's thread every few seconds, and a recording the disk
+cannot take stops on its own (with a warning) while its match and the others go on."""
 
 from __future__ import annotations
 
@@ -63,7 +63,10 @@ def test_what_is_written_decompresses_to_the_last_record_and_closing_ends_the_st
     match.recorder.end(match.state, "match_closed")
     replay.write(match.recorder.take())
     replay.close()
-    records, ended = _records(replay.path.read_bytes())
+    data = replay.path.read_bytes()
+    assert data[0] >> 4 == server.recording.WINDOW_BITS - 8  # the stream says its small window, which readers use
+    assert zlib.decompress(data) == zlib.decompressobj().decompress(data)  # any zlib reader reads it
+    records, ended = _records(data)
     assert ended
     hashes = [record for record in records[1:] if record[0] == "hash"]
     assert [record[1] for record in hashes] == [150, match.state.tick]
