@@ -70,9 +70,9 @@ COMPRESSION_LEVEL = 1
 (docs/benchmarks.md)."""
 WINDOW_BITS = 13
 MEMORY_LEVEL = 6
-"""An 8 KiB window and a smaller hash table than zlib's defaults (32 KiB, level 8): a quarter of the state a write
-touches, and replays as small (a tick's record repeats what the few ticks before it hold). Any zlib reader reads
-them: a stream's header says its window."""
+"""An 8 KiB window and a smaller hash table than zlib's defaults (a 32 KiB window, memLevel 8): a quarter of the
+state a write touches, and replays as small (a tick's record repeats what the few ticks before it hold). Any zlib
+reader reads them: a stream's header says its window."""
 LOWEST_PRIORITY = 19
 """The nice value of the replay writer's thread."""
 THREAD_IDLE_SECONDS = 10.0
